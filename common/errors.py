@@ -1,0 +1,15 @@
+"""Errors that mean "the user asked for something that cannot work".
+
+Launch entry points turn a `UserError` into one line on stderr and exit code 2
+(see `common.cli.main_guard`); library callers get an ordinary exception that
+subclasses `ValueError`.
+"""
+
+
+class UserError(ValueError):
+  """Bad input: the message names the problem and what to do about it."""
+
+
+def unknown_name(kind: str, name: str, known) -> UserError:
+  """The error for a registry lookup that misses: names the choices."""
+  return UserError(f'unknown {kind} {name!r}; choose one of: {", ".join(sorted(known))}')

@@ -1,0 +1,107 @@
+"""Metric and image writers: `metrics.jsonl`, TensorBoard events, `summary.json`, PNG, GIF."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Mapping
+
+import numpy as np
+
+
+def _jsonable(v):
+  if isinstance(v, (np.generic, np.ndarray)) or hasattr(v, 'item'):
+    v = np.asarray(v)
+    v = v.item() if v.ndim == 0 else v.tolist()
+  if isinstance(v, float) and not math.isfinite(v):
+    return str(v)  # JSON has no NaN/inf literals
+  return v
+
+
+class MetricWriter:
+  """Appends `{"step": s, ...}` lines to metrics.jsonl and scalars to TensorBoard.
+
+  `resume_step` drops lines written after that step by an interrupted run, so a
+  resumed run's metrics.jsonl equals an uninterrupted one.
+  """
+
+  def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True):
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.summary_path = os.path.join(workdir, 'summary.json')
+    if resume_step is not None and os.path.exists(self.path):
+      with open(self.path) as f:
+        keep = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
+      with open(self.path, 'w') as f:
+        f.writelines(keep)
+    elif resume_step is None and os.path.exists(self.path):
+      os.remove(self.path)  # fresh run in an existing workdir without checkpoints
+    self._tb = None
+    if tensorboard:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), flush_secs=30)
+
+  def write(self, step: int, metrics: Mapping[str, object]) -> None:
+    row = {'step': int(step), **{k: _jsonable(v) for k, v in metrics.items()}}
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(row, sort_keys=True) + '\n')
+    if self._tb is not None:
+      for k, v in row.items():
+        if k != 'step' and isinstance(v, (int, float)):
+          self._tb.add_scalar(k, v, step)
+
+  def write_summary(self, summary: Mapping[str, object]) -> None:
+    with open(self.summary_path, 'w') as f:
+      json.dump({k: _jsonable(v) for k, v in summary.items()}, f, indent=2, sort_keys=True)
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
+def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+  """Float images in `value_range` (or uint8) -> uint8 [N, H, W, C]."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images
+  lo, hi = value_range
+  return (np.clip((images - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def image_grid(images: np.ndarray, ncol: int | None = None, pad: int = 1,
+               value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+  """[N, H, W, C] -> one uint8 grid image [rows*(H+pad)+pad, cols*(W+pad)+pad, C]."""
+  images = to_uint8(images, value_range)
+  n, h, w, c = images.shape
+  ncol = ncol or int(math.ceil(math.sqrt(n)))
+  nrow = int(math.ceil(n / ncol))
+  grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
+  for i in range(n):
+    r, col = divmod(i, ncol)
+    grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = images[i]
+  return grid
+
+
+def save_png(path: str, image: np.ndarray, scale: int = 1) -> None:
+  """Write a uint8 [H, W, C] (C in 1, 3, 4) image, optionally enlarged by `scale` (nearest)."""
+  from PIL import Image
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  image = np.asarray(image)
+  if scale > 1:
+    image = image.repeat(scale, 0).repeat(scale, 1)
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  Image.fromarray(image).save(path)
+
+
+def save_gif(path: str, frame_paths: list[str], duration_ms: int = 300) -> None:
+  """Animated GIF from PNG files, in order, looping."""
+  from PIL import Image
+  frames = [Image.open(p).convert('RGB') for p in frame_paths]
+  if not frames:
+    return
+  frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
