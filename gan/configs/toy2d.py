@@ -1,0 +1,30 @@
+"""2D toy GANs: GAN Lab's distributions and the ring8/grid25 mode-collapse benchmarks.
+
+ARG = distribution[,quick]: line | gaussians | ring | disjoint | ring8 | grid25 | points.
+
+  python -m launch.gan --config=gan/configs/toy2d.py:ring8 --workdir=runs/ring8
+  python -m launch.gan --config=gan/configs/toy2d.py:points --config.data.path=my_points.csv \
+      --workdir=runs/mine
+"""
+from gan.configs.base import base_config, parse_arg
+
+
+def get_config(arg=None):
+  name, quick = parse_arg(arg, 'ring8')
+  c = base_config()
+  c.data.name = name
+  if name in ('ring8', 'grid25'):
+    c.train.steps = 6000
+  else:  # GAN Lab's [0,1]² toys
+    c.train.steps = 4000
+    c.model.noise = 'uniform'
+  c.eval_every = c.train.steps // 6
+  c.checkpoint_every = c.train.steps // 2
+  if quick:
+    c.train.steps = 200
+    c.train.rounds_per_call = 50
+    c.log_every = 50
+    c.eval_every = 100
+    c.checkpoint_every = 100
+    c.eval.num_samples = 500
+  return c

@@ -1,0 +1,423 @@
+"""GAN generators and discriminators: GAN Lab style MLPs for 2D data and DCGAN convnets.
+
+Every module is called as `module.apply(variables, x, train=...)`; variables are
+`{'params': ...}` plus `'batch_stats'` when the module has BatchNorm (DCGAN G) or
+spectral normalisation (the power-iteration vectors). Apply with
+`mutable=['batch_stats']` when `train=True`.
+
+Computation runs in `dtype` (float32 by default); parameters are always float32 and
+logits are returned as float32.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from common.errors import UserError
+
+Array = jax.Array
+Dtype = Any
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+  'relu': nn.relu,
+  'leaky_relu': functools.partial(nn.leaky_relu, negative_slope=0.2),
+  'tanh': jnp.tanh,
+  'sigmoid': nn.sigmoid,
+}
+MAX_MLP_DEPTH = 5
+IMAGE_SIZES = (8, 16, 28, 32, 64)
+# All three compute the same 4x4 stride-2 transposed convolution from the same kernel;
+# they differ only in speed (see `upsample2x`).
+UPSAMPLE_METHODS = ('col2im', 'subpixel', 'transpose')
+NOISE_DISTS = ('uniform', 'gaussian')
+DCGAN_INIT = nn.initializers.normal(0.02)  # Radford et al. 2016
+SN_INIT_ITERS = 15  # power iterations at init, so eval-mode sigma is accurate from step 0
+
+
+# ---- spectral normalisation -------------------------------------------------------
+
+def _l2_normalize(v: Array, eps: float = 1e-12) -> Array:
+  return v * lax.rsqrt(jnp.maximum(jnp.sum(v * v), eps))
+
+
+def spectral_norm_estimate(w_matrix: Array, u: Array, n_iter: int = 1) -> tuple[Array, Array]:
+  """Largest singular value of `w_matrix` [M, N] by `n_iter` power iterations from `u` [N].
+
+  Returns (sigma, u_new) with sigma = ||W u_new||. The iterations see W through
+  stop_gradient (as in Miyato et al. 2018); gradients reach W only via the final norm.
+  """
+  w_const = lax.stop_gradient(w_matrix)
+  u = lax.stop_gradient(u)
+  for _ in range(n_iter):
+    u = _l2_normalize(w_const.T @ _l2_normalize(w_const @ u))
+  return jnp.linalg.norm(w_matrix @ u), u
+
+
+def spectral_normalize(module: nn.Module, kernel: Array, train: bool) -> Array:
+  """Returns kernel / sigma, sigma estimated on the kernel reshaped to [-1, out_features].
+
+  The power-iteration vector `sn_u` [out_features] lives in 'batch_stats' of `module`
+  and advances one iteration per call only when `train` is True. For convolutions this
+  normalises the reshaped kernel, not the convolution operator (the usual SN-GAN choice).
+  """
+  w = kernel.reshape(-1, kernel.shape[-1])
+  initializing = module.is_initializing()
+
+  def init_u():
+    return _l2_normalize(jax.random.normal(module.make_rng('params'), (w.shape[1],), jnp.float32))
+
+  u_var = module.variable('batch_stats', 'sn_u', init_u)
+  n_iter = SN_INIT_ITERS if initializing else int(train)
+  sigma, u = spectral_norm_estimate(w, u_var.value, n_iter)
+  if n_iter:
+    u_var.value = u
+  module.sow('intermediates', 'sn_sigma', sigma)
+  return kernel / sigma
+
+
+class Linear(nn.Module):
+  """Dense layer [..., in] -> [..., features], optionally spectrally normalised."""
+  features: int
+  spectral_norm: bool = False
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    kernel = self.param('kernel', self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+    if self.spectral_norm:
+      kernel = spectral_normalize(self, kernel, train)
+    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+    return y
+
+
+# ---- 4x4 stride-2 convolutions (torch padding=1 semantics) -------------------------
+
+# For a 4x4 stride-2 padding-1 transposed conv, output row 2m + r reads input rows
+# m + offset through kernel tap `tap`: r=0 -> (m-1, 3), (m, 1); r=1 -> (m, 2), (m+1, 0).
+_PHASE_TAPS = {0: ((-1, 3), (0, 1)), 1: ((0, 2), (1, 0))}
+# Same table as [phase, offset + 1] -> tap, with 4 meaning "no tap" (a zero weight).
+_SUBPIXEL_TAPS = np.array([[3, 1, 4], [4, 2, 0]])
+
+
+def _upsample_transpose(x: Array, kernel: Array) -> Array:
+  # lax.conv_transpose is what nn.ConvTranspose calls; transpose_kernel=True gives the
+  # gradient-of-conv semantics of torch's ConvTranspose2d. Slow backward on XLA:CPU.
+  return lax.conv_transpose(x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((2, 2), (2, 2)),
+                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'), transpose_kernel=True)
+
+
+def _depth_to_space(y: Array, channels: int) -> Array:
+  """[B, H, W, 2*2*C] with channel order (row phase, col phase, c) -> [B, 2H, 2W, C]."""
+  b, h, w, _ = y.shape
+  y = y.reshape(b, h, w, 2, 2, channels).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(b, 2 * h, 2 * w, channels)
+
+
+def _upsample_subpixel(x: Array, kernel: Array) -> Array:
+  # Every output phase reads a 3x3 input neighbourhood, so a 3x3 conv to 4*C channels
+  # (zeros where a phase has no tap) followed by depth-to-space is exact.
+  c_in, c_out = kernel.shape[2:]
+  padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  rows = _SUBPIXEL_TAPS.T[:, None, :, None]  # [dy, 1, ry, 1]
+  cols = _SUBPIXEL_TAPS.T[None, :, None, :]  # [1, dx, 1, rx]
+  k3 = padded[rows, cols].transpose(0, 1, 4, 2, 3, 5).reshape(3, 3, c_in, 4 * c_out)
+  y = lax.conv_general_dilated(x, k3, (1, 1), ((1, 1), (1, 1)),
+                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return _depth_to_space(y, c_out)
+
+
+def _upsample_col2im(x: Array, kernel: Array) -> Array:
+  # One matmul gives every input pixel's contribution to all 16 taps (the zero-free
+  # 16*Cin*Cout multiply-adds per pixel, like torch's col2im); each output phase then sums
+  # four shifted slices. The backward pass is matmuls and slices, which XLA:CPU runs fast,
+  # unlike the kernel gradient of lax.conv_transpose.
+  b, h, w, c_in = x.shape
+  c_out = kernel.shape[3]
+  cols = jnp.dot(x.reshape(-1, c_in), kernel.transpose(2, 0, 1, 3).reshape(c_in, 16 * c_out))
+  cols = jnp.pad(cols.reshape(b, h, w, 4, 4, c_out), ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
+  phase_rows = []
+  for ry in (0, 1):
+    phase_cols = []
+    for rx in (0, 1):
+      acc = None
+      for dy, ky in _PHASE_TAPS[ry]:
+        for dx, kx in _PHASE_TAPS[rx]:
+          part = cols[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w, ky, kx]
+          acc = part if acc is None else acc + part
+      phase_cols.append(acc)
+    phase_rows.append(jnp.stack(phase_cols, axis=3))  # [B, H, W, 2 (rx), C]
+  # Interleave the phases: [B, H, 2 (ry), W, 2 (rx), C] -> [B, 2H, 2W, C].
+  y = jnp.stack(phase_rows, axis=2)
+  return y.reshape(b, 2 * h, 2 * w, c_out)
+
+
+_UPSAMPLERS = {
+  'col2im': _upsample_col2im,
+  'subpixel': _upsample_subpixel,
+  'transpose': _upsample_transpose,
+}
+
+
+def upsample2x(x: Array, kernel: Array, method: str = 'col2im') -> Array:
+  """4x4 stride-2 transposed conv, torch `ConvTranspose2d(padding=1)` semantics.
+
+  x [B, H, W, Cin], kernel [4, 4, Cin, Cout] (torch weight [Cin, Cout, 4, 4] permuted
+  (2, 3, 0, 1)) -> [B, 2H, 2W, Cout]. `method` picks the formulation; all are exact.
+  """
+  if method not in _UPSAMPLERS:
+    raise UserError(f'unknown upsample {method!r}: use one of {", ".join(UPSAMPLE_METHODS)}')
+  return _UPSAMPLERS[method](x, kernel)
+
+
+def downsample2x(x: Array, kernel: Array) -> Array:
+  """4x4 stride-2 conv, torch `Conv2d(padding=1)` semantics.
+
+  x [B, H, W, Cin], kernel [4, 4, Cin, Cout] (HWIO) -> [B, H/2, W/2, Cout].
+  """
+  return lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+class UpConv(nn.Module):
+  """x2 upsampling layer: [B, H, W, Cin] -> [B, 2H, 2W, features] (see `upsample2x`)."""
+  features: int
+  method: str = 'col2im'
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    kernel = self.param('kernel', DCGAN_INIT, (4, 4, x.shape[-1], self.features), jnp.float32)
+    y = upsample2x(x.astype(self.dtype), kernel.astype(self.dtype), self.method)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+    return y
+
+
+class DownConv(nn.Module):
+  """/2 downsampling layer: [B, H, W, Cin] -> [B, H/2, W/2, features] (see `downsample2x`)."""
+  features: int
+  spectral_norm: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    kernel = self.param('kernel', DCGAN_INIT, (4, 4, x.shape[-1], self.features), jnp.float32)
+    if self.spectral_norm:
+      kernel = spectral_normalize(self, kernel, train)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    return downsample2x(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+
+
+# ---- validation -------------------------------------------------------------------
+
+def _check_activation(name: str) -> None:
+  if name not in ACTIVATIONS:
+    raise UserError(f'unknown activation {name!r}: use one of {", ".join(ACTIVATIONS)}')
+
+
+def _check_positive(what: str, value: int) -> None:
+  if not isinstance(value, (int, np.integer)) or value < 1:
+    raise UserError(f'{what} must be a positive integer, got {value!r}: set it to 1 or more')
+
+
+def _check_depth(depth: int) -> None:
+  if not isinstance(depth, (int, np.integer)) or not 0 <= depth <= MAX_MLP_DEPTH:
+    raise UserError(f'MLP depth must be an integer in 0..{MAX_MLP_DEPTH}, got {depth!r}: pick one in range')
+
+
+def _dcgan_plan(image_size: int) -> tuple[int, int]:
+  """image_size -> (side of the smallest feature map, number of x2 resamplings)."""
+  if image_size not in IMAGE_SIZES:
+    raise UserError(f'DCGAN image size {image_size!r} is not supported: use one of '
+                    f'{", ".join(map(str, IMAGE_SIZES))} (resize the data)')
+  start = 7 if image_size == 28 else 4
+  return start, int(np.log2(image_size // start))
+
+
+def _check_images(x: Array, image_size: int, channels: int) -> None:
+  if x.ndim != 4 or tuple(x.shape[1:]) != (image_size, image_size, channels):
+    raise UserError(f'images of shape {tuple(x.shape)} do not match the model: expected '
+                    f'[B, {image_size}, {image_size}, {channels}]')
+
+
+# ---- GAN Lab MLPs -----------------------------------------------------------------
+
+class MLPGenerator(nn.Module):
+  """z [B, Z] -> samples [B, out_dim]: `depth` hidden layers, linear output (depth 0 = affine map)."""
+  out_dim: int = 2
+  hidden: int = 64
+  depth: int = 2
+  activation: str = 'relu'
+  dtype: Dtype = jnp.float32
+
+  def __post_init__(self):
+    _check_positive('out_dim', self.out_dim)
+    _check_positive('hidden', self.hidden)
+    _check_depth(self.depth)
+    _check_activation(self.activation)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, z: Array, train: bool = False) -> Array:
+    act = ACTIVATIONS[self.activation]
+    x = z.astype(self.dtype)
+    for _ in range(self.depth):
+      x = act(nn.Dense(self.hidden, dtype=self.dtype)(x))
+    return nn.Dense(self.out_dim, dtype=self.dtype)(x)
+
+
+class MLPDiscriminator(nn.Module):
+  """x [B, D] -> logits [B] (float32): `depth` hidden layers, optional spectral norm on all layers."""
+  hidden: int = 64
+  depth: int = 2
+  activation: str = 'relu'
+  spectral_norm: bool = False
+  dtype: Dtype = jnp.float32
+
+  def __post_init__(self):
+    _check_positive('hidden', self.hidden)
+    _check_depth(self.depth)
+    _check_activation(self.activation)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    act = ACTIVATIONS[self.activation]
+    h = x.astype(self.dtype)
+    for _ in range(self.depth):
+      h = act(Linear(self.hidden, self.spectral_norm, dtype=self.dtype)(h, train))
+    logits = Linear(1, self.spectral_norm, dtype=self.dtype)(h, train)
+    return logits[:, 0].astype(jnp.float32)
+
+
+# ---- DCGAN --------------------------------------------------------------------------
+
+class DCGANGenerator(nn.Module):
+  """z [B, Z] -> images [B, S, S, channels] in [-1, 1].
+
+  Dense to a 4x4 (7x7 for S=28) map with features * 2**(n-1) channels, then n x2
+  upsamplings that halve the channels (the last one to `channels`, with tanh).
+  BatchNorm + ReLU after all but the last layer (Radford et al. 2016).
+  """
+  image_size: int
+  channels: int = 1
+  features: int = 64
+  upsample: str = 'col2im'
+  dtype: Dtype = jnp.float32
+
+  def __post_init__(self):
+    _dcgan_plan(self.image_size)
+    _check_positive('channels', self.channels)
+    _check_positive('features', self.features)
+    if self.upsample not in UPSAMPLE_METHODS:
+      raise UserError(f'unknown upsample {self.upsample!r}: use one of {", ".join(UPSAMPLE_METHODS)}')
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, z: Array, train: bool = False) -> Array:
+    start, n_up = _dcgan_plan(self.image_size)
+    width = self.features * 2 ** (n_up - 1)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype)
+    x = nn.Dense(start * start * width, use_bias=False, kernel_init=DCGAN_INIT,
+                 dtype=self.dtype)(z.astype(self.dtype))
+    x = nn.relu(norm()(x.reshape(z.shape[0], start, start, width)))
+    for _ in range(n_up - 1):
+      width //= 2
+      x = UpConv(width, self.upsample, use_bias=False, dtype=self.dtype)(x)
+      x = nn.relu(norm()(x))
+    x = UpConv(self.channels, self.upsample, dtype=self.dtype)(x)
+    return jnp.tanh(x)
+
+
+class DCGANDiscriminator(nn.Module):
+  """images [B, S, S, channels] -> logits [B] (float32).
+
+  n strided 4x4 convs (features, 2*features, ...) with LeakyReLU(0.2), then a linear
+  layer. No BatchNorm, so each logit depends on its own sample only (gradient
+  penalties stay per-sample).
+  """
+  image_size: int
+  channels: int = 1
+  features: int = 64
+  spectral_norm: bool = False
+  dtype: Dtype = jnp.float32
+
+  def __post_init__(self):
+    _dcgan_plan(self.image_size)
+    _check_positive('channels', self.channels)
+    _check_positive('features', self.features)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    _check_images(x, self.image_size, self.channels)
+    _, n_down = _dcgan_plan(self.image_size)
+    h = x.astype(self.dtype)
+    for i in range(n_down):
+      h = DownConv(self.features * 2 ** i, self.spectral_norm, dtype=self.dtype)(h, train)
+      h = nn.leaky_relu(h, negative_slope=0.2)
+    logits = Linear(1, self.spectral_norm, kernel_init=DCGAN_INIT,
+                    dtype=self.dtype)(h.reshape(h.shape[0], -1), train)
+    return logits[:, 0].astype(jnp.float32)
+
+
+# ---- registry -----------------------------------------------------------------------
+
+MODELS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+  'mlp': (MLPGenerator, MLPDiscriminator),
+  'dcgan': (DCGANGenerator, DCGANDiscriminator),
+}
+
+
+def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
+                  ) -> tuple[nn.Module, nn.Module]:
+  """(generator, discriminator) for `model_cfg.name`, sized for samples of `data_shape`.
+
+  data_shape is (D,) for points (mlp) or (H, W, C) for images (dcgan). Reads hidden,
+  depth, activation, spectral_norm (mlp) or features, upsample, spectral_norm (dcgan),
+  and optionally dtype; other fields are ignored.
+  """
+  name = model_cfg.get('name')
+  if name not in MODELS:
+    raise UserError(f'unknown model {name!r}: use one of {", ".join(MODELS)}')
+  g_cls, d_cls = MODELS[name]
+  dtype = jnp.dtype(model_cfg.get('dtype', 'float32'))
+  spectral_norm = bool(model_cfg.get('spectral_norm', False))
+  data_shape = tuple(data_shape)
+  if name == 'mlp':
+    if len(data_shape) != 1:
+      raise UserError(f'model mlp needs point data of shape (D,), got {data_shape}: '
+                      'use model.name=dcgan for images')
+    common = dict(hidden=model_cfg.get('hidden', 64), depth=model_cfg.get('depth', 2),
+                  activation=model_cfg.get('activation', 'relu'), dtype=dtype)
+    return (g_cls(out_dim=data_shape[0], **common),
+            d_cls(spectral_norm=spectral_norm, **common))
+  if len(data_shape) != 3 or data_shape[0] != data_shape[1]:
+    raise UserError(f'model dcgan needs square images (H, W, C), got {data_shape}: '
+                    'use model.name=mlp for points or resize the images')
+  size, channels = data_shape[0], data_shape[2]
+  features = model_cfg.get('features', 64)
+  return (g_cls(size, channels, features, upsample=model_cfg.get('upsample', 'col2im'), dtype=dtype),
+          d_cls(size, channels, features, spectral_norm=spectral_norm, dtype=dtype))
+
+
+def sample_noise(key: Array, batch: int, noise_dim: int, noise_dist: str = 'uniform') -> Array:
+  """Latent codes [batch, noise_dim], float32: uniform in [-1, 1] or standard normal."""
+  _check_positive('noise_dim', noise_dim)
+  if noise_dist == 'uniform':
+    return jax.random.uniform(key, (batch, noise_dim), jnp.float32, -1.0, 1.0)
+  if noise_dist == 'gaussian':
+    return jax.random.normal(key, (batch, noise_dim), jnp.float32)
+  raise UserError(f'unknown noise distribution {noise_dist!r}: use one of {", ".join(NOISE_DISTS)}')

@@ -1,0 +1,221 @@
+"""End to end: every config's quick variant, resume after SIGKILL, determinism, bad input."""
+import glob
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+import launch.gan
+from common import cli
+from common.config import load_config
+from common.writers import read_metrics
+from gan import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOY = 'gan/configs/toy2d.py'
+# A toy run short enough for tests, long enough to checkpoint twice mid-way.
+RESUME = ['train.steps=600', 'train.rounds_per_call=50', 'log_every=50', 'eval_every=300',
+          'checkpoint_every=100', 'eval.plots=False', 'eval.num_samples=500']
+
+
+def _final_state(workdir):
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  step = max(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+  return step, ocp.StandardCheckpointer().restore(os.path.join(ckpt_dir, str(step), 'state'))
+
+
+def _flat(tree, prefix=''):
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flat(v, f'{prefix}{k}/'))
+    return out
+  if isinstance(tree, (list, tuple)):
+    out = {}
+    for i, v in enumerate(tree):
+      out.update(_flat(v, f'{prefix}{i}/'))
+    return out
+  return {prefix: np.asarray(tree)}
+
+
+def _run_cli(args, **kw):
+  return subprocess.run([sys.executable, '-m', 'launch.gan', *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=600, **kw)
+
+
+@pytest.mark.parametrize('spec', [
+    'gan/configs/toy2d.py:ring8,quick', 'gan/configs/toy2d.py:grid25,quick',
+    'gan/configs/toy2d.py:ring,quick', 'gan/configs/toy2d.py:line,quick',
+    'gan/configs/toy2d.py:gaussians,quick', 'gan/configs/toy2d.py:disjoint,quick',
+    'gan/configs/dcgan_digits.py:quick',
+])
+def test_quick_variants_run_end_to_end(tmp_path, spec):
+  wd = str(tmp_path / 'run')
+  summary = train.train_and_evaluate(load_config(spec), wd)
+  for name in ('config.json', 'metrics.jsonl', 'summary.json'):
+    assert os.path.exists(os.path.join(wd, name))
+  rows = read_metrics(wd)
+  assert rows and all('step' in r for r in rows)
+  assert np.isfinite(summary['loss_d']) and np.isfinite(summary['loss_g'])
+  if 'digits' in spec:
+    assert os.path.exists(os.path.join(wd, 'images', 'samples.png'))
+    assert os.path.exists(os.path.join(wd, 'images', 'samples.gif'))
+  else:
+    assert os.path.exists(os.path.join(wd, 'images', 'progress.gif'))
+    assert ('modes' in summary) == (spec.split(':')[1].split(',')[0] in ('ring8', 'grid25', 'disjoint'))
+    assert 0 <= summary['js'] <= np.log(2) and summary['kl'] >= 0
+
+
+@pytest.mark.parametrize('spec', ['gan/configs/dcgan_mnist.py:quick', 'gan/configs/dcgan_cifar10.py:quick'])
+def test_tfds_configs_ask_for_prepared_data(tmp_path, spec):
+  config = load_config(spec, [f'data.data_dir={tmp_path}/tfds'])
+  with pytest.raises(train.UserError, match='tfds build'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_toy_run_finds_ring_modes(tmp_path):
+  config = load_config(TOY + ':ring8', ['train.steps=1500', 'eval.plots=False',
+                                        'eval_every=1500', 'checkpoint_every=1500'])
+  summary = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert summary['modes'] >= 7 and summary['high_quality'] > 0.5
+
+
+def test_sigkill_then_resume_is_bitwise_equal_to_uninterrupted(tmp_path):
+  killed = str(tmp_path / 'killed')
+  args = [f'--config={TOY}:ring8', f'--workdir={killed}'] + [f'--config.{o}' for o in RESUME]
+  proc = subprocess.Popen([sys.executable, '-m', 'launch.gan', *args], cwd=REPO,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while not os.path.exists(os.path.join(killed, 'checkpoints', '200')):
+    assert proc.poll() is None, 'run ended before it could be killed'
+    assert time.time() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  steps_at_kill = sorted(int(d) for d in os.listdir(os.path.join(killed, 'checkpoints')) if d.isdigit())
+  assert steps_at_kill[-1] < 600, 'the run finished before the kill; make it longer'
+  resumed = _run_cli(args)
+  assert resumed.returncode == 0, resumed.stderr
+  straight = str(tmp_path / 'straight')
+  train.train_and_evaluate(load_config(TOY + ':ring8', RESUME), straight)
+  step_a, a = _final_state(killed)
+  step_b, b = _final_state(straight)
+  assert step_a == step_b == 600
+  fa, fb = _flat(a), _flat(b)
+  assert fa.keys() == fb.keys()
+  for k in fa:
+    assert np.array_equal(fa[k], fb[k]), k
+  assert read_metrics(killed) == read_metrics(straight)
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+  base = load_config(TOY + ':grid25,quick', ['eval.plots=False'])
+  other = load_config(TOY + ':grid25,quick', ['eval.plots=False', 'seed=1'])
+  for name, cfg in (('a', base), ('b', base), ('c', other)):
+    train.train_and_evaluate(cfg, str(tmp_path / name))
+  a, b, c = (open(tmp_path / n / 'metrics.jsonl').read() for n in 'abc')
+  assert a == b and a != c
+  sa, sc = _flat(_final_state(str(tmp_path / 'a'))[1]['ema']), _flat(_final_state(str(tmp_path / 'c'))[1]['ema'])
+  assert any(not np.array_equal(sa[k], sc[k]) for k in sa)
+
+
+def test_images_run_resumes_data_iterator(tmp_path):
+  spec = 'gan/configs/dcgan_digits.py:quick'
+  wd = str(tmp_path / 'part')
+  train.train_and_evaluate(load_config(spec, ['train.steps=20']), wd)
+  # Same config, longer: refused (a workdir belongs to one config) ...
+  with pytest.raises(train.UserError, match='different config'):
+    train.train_and_evaluate(load_config(spec), wd)
+  # ... so emulate an interruption by deleting the final checkpoint of a full run.
+  full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
+  train.train_and_evaluate(load_config(spec), full)
+  train.train_and_evaluate(load_config(spec), cut)
+  import shutil
+  shutil.rmtree(os.path.join(cut, 'checkpoints', '40'))
+  os.remove(os.path.join(cut, 'summary.json'))
+  train.train_and_evaluate(load_config(spec), cut)
+  fa, fb = _flat(_final_state(full)[1]), _flat(_final_state(cut)[1])
+  for k in fa:
+    assert np.array_equal(fa[k], fb[k]), k
+
+
+def _tree_digest(path):
+  h = hashlib.sha256()
+  for f in sorted(glob.glob(os.path.join(path, '**'), recursive=True)):
+    if os.path.isfile(f):
+      h.update(f.encode())
+      h.update(open(f, 'rb').read())
+  return h.hexdigest()
+
+
+def _expect_exit_2(capsys, argv, match):
+  with pytest.raises(SystemExit) as e:
+    cli.main_guard(lambda: launch.gan.main(['launch.gan', *argv]))
+  err = capsys.readouterr().err
+  assert e.value.code == 2, err
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), err
+  assert match in lines[0], lines[0]
+
+
+@pytest.mark.parametrize('argv,match', [
+    (['--config.train.glr=1'], 'unknown config key'),
+    (['--config.data.name=spiral'], "unknown 2D distribution 'spiral'"),
+    (['--config.model.name=resnet'], "unknown model 'resnet'"),
+    (['--config.loss.name=kl'], "unknown loss 'kl'"),
+    (['--config.train.g_lr=0'], 'train.g_lr must be positive'),
+    (['--config.train.d_lr=-1e-3'], 'train.d_lr must be positive'),
+    (['--config.data.batch_size=0'], 'data.batch_size must be positive'),
+    (['--config.train.n_d=0'], 'train.n_d must be at least 1'),
+])
+def test_bad_toy_input_exits_2(tmp_path, capsys, argv, match):
+  _expect_exit_2(capsys, [f'--config={TOY}:ring8,quick', f'--workdir={tmp_path}/w', *argv], match)
+  assert not os.path.exists(tmp_path / 'w' / 'checkpoints')
+
+
+def test_bad_points_files_and_batch_larger_than_data(tmp_path, capsys):
+  pts = tmp_path / 'p.csv'
+  pts.write_text('0.1,0.2\n0.3,0.4\n0.5,0.5\n')
+  base = [f'--config={TOY}:points,quick', f'--workdir={tmp_path}/w', f'--config.data.path={pts}']
+  _expect_exit_2(capsys, base, 'larger than the points file')
+  bad = tmp_path / 'bad.csv'
+  bad.write_text('1;2\n3;4\n')
+  _expect_exit_2(capsys, base[:2] + [f'--config.data.path={bad}'], 'cannot read points file')
+  _expect_exit_2(capsys, base[:2] + ['--config.data.path=missing.npy'], 'not found')
+  digits = ['--config=gan/configs/dcgan_digits.py:quick', f'--workdir={tmp_path}/d',
+            '--config.data.batch_size=5000']
+  _expect_exit_2(capsys, digits, 'larger than the dataset')
+
+
+def test_missing_tfds_dataset_and_unwritable_workdir(tmp_path, capsys):
+  _expect_exit_2(capsys, ['--config=gan/configs/dcgan_mnist.py:quick', f'--workdir={tmp_path}/m',
+                          f'--config.data.data_dir={tmp_path}/tfds'], 'tfds build mnist')
+  (tmp_path / 'file').write_text('x')
+  _expect_exit_2(capsys, [f'--config={TOY}:ring8,quick', f'--workdir={tmp_path}/file/sub'],
+                 'cannot create workdir')
+
+
+def test_different_config_refused_and_nothing_lost(tmp_path, capsys):
+  wd = str(tmp_path / 'run')
+  train.train_and_evaluate(load_config(TOY + ':ring8,quick', ['eval.plots=False']), wd)
+  before = _tree_digest(wd)
+  _expect_exit_2(capsys, [f'--config={TOY}:ring8,quick', f'--workdir={wd}', '--config.eval.plots=False',
+                          '--config.train.g_lr=0.01'], 'different config')
+  assert _tree_digest(wd) == before
+
+
+def test_cli_prints_results_and_errors_without_traceback(tmp_path):
+  ok = _run_cli([f'--config={TOY}:disjoint,quick', f'--workdir={tmp_path}/ok'])
+  assert ok.returncode == 0, ok.stderr
+  assert f'results in {tmp_path}/ok' in ok.stdout and 'js=' in ok.stdout
+  bad = _run_cli([f'--config={TOY}:disjoint,quick', f'--workdir={tmp_path}/bad',
+                  '--config.train.batch=3'])
+  assert bad.returncode == 2
+  assert len(bad.stderr.strip().splitlines()) == 1 and 'Traceback' not in bad.stderr
