@@ -25,9 +25,14 @@ class MetricWriter:
   resumed run's metrics.jsonl equals an uninterrupted one.
   """
 
-  def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True):
+  def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True,
+               enabled: bool = True):
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self.summary_path = os.path.join(workdir, 'summary.json')
+    self.enabled = enabled  # False on every process but the first of a multi-process run
+    self._tb = None
+    if not enabled:
+      return
     if resume_step is not None and os.path.exists(self.path):
       with open(self.path) as f:
         keep = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
@@ -35,12 +40,13 @@ class MetricWriter:
         f.writelines(keep)
     elif resume_step is None and os.path.exists(self.path):
       os.remove(self.path)  # fresh run in an existing workdir without checkpoints
-    self._tb = None
     if tensorboard:
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), flush_secs=30)
 
   def write(self, step: int, metrics: Mapping[str, object]) -> None:
+    if not self.enabled:
+      return
     row = {'step': int(step), **{k: _jsonable(v) for k, v in metrics.items()}}
     with open(self.path, 'a') as f:
       f.write(json.dumps(row, sort_keys=True) + '\n')
@@ -50,6 +56,8 @@ class MetricWriter:
           self._tb.add_scalar(k, v, step)
 
   def write_summary(self, summary: Mapping[str, object]) -> None:
+    if not self.enabled:
+      return
     with open(self.summary_path, 'w') as f:
       json.dump({k: _jsonable(v) for k, v in summary.items()}, f, indent=2, sort_keys=True)
 

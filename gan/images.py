@@ -10,6 +10,7 @@ from common import data
 from common.errors import unknown_name
 
 TFDS_IMAGE_DATASETS = {'mnist': (28, 28, 1), 'fashion_mnist': (28, 28, 1), 'cifar10': (32, 32, 3)}
+IMAGE_DATASETS = ('digits', *TFDS_IMAGE_DATASETS)
 
 
 def digits_arrays(classes=None) -> tuple[np.ndarray, np.ndarray]:
@@ -37,4 +38,4 @@ def image_source(name: str, split: str = 'train', data_dir: str | None = None):
   if name in TFDS_IMAGE_DATASETS:
     src = data.tfds_source(name, split, data_dir)
     return data.RecordSource(src, _tfds_decode), TFDS_IMAGE_DATASETS[name]
-  raise unknown_name('image dataset', name, ['digits', *TFDS_IMAGE_DATASETS])
+  raise unknown_name('image dataset', name, IMAGE_DATASETS)

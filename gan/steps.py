@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from common.distributed import to_host
 from common.sharding import constrain_batch
 from gan import losses as losses_lib
 from gan.models import sample_noise
@@ -28,10 +29,11 @@ State = dict[str, Any]
 
 def apply_model(model: nn.Module, variables: dict, x: jax.Array, train: bool):
   """`model.apply` that threads mutable 'batch_stats' (BatchNorm, spectral norm) in train mode."""
+  # Outputs leave in float32 whatever the computation dtype, so losses stay exact.
   if train and 'batch_stats' in variables:
     out, updates = model.apply(variables, x, train=True, mutable=['batch_stats'])
-    return out, {**variables, **updates}
-  return model.apply(variables, x, train=train), variables
+    return out.astype(jnp.float32), {**variables, **updates}
+  return model.apply(variables, x, train=train).astype(jnp.float32), variables
 
 
 def make_optimizer(lr: float, cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -80,7 +82,7 @@ class GanSteps:
   # ---- steps ----------------------------------------------------------------
   def d_logits_fn(self, d_vars: dict) -> Callable[[jax.Array], jax.Array]:
     """x -> logits with D frozen in inference mode (for penalties, plots, G steps)."""
-    return lambda x: self.D.apply(d_vars, x, train=False)
+    return lambda x: self.D.apply(d_vars, x, train=False).astype(jnp.float32)
 
   def d_step(self, state: State, real: jax.Array, key: jax.Array) -> tuple[State, dict]:
     kz, kp = jax.random.split(key)
@@ -155,8 +157,8 @@ class GanSteps:
 
 def chunk_means(metrics: dict) -> dict[str, float]:
   """Per-round metric arrays -> their means over the chunk (host floats)."""
-  return {k: float(np.mean(v)) for k, v in metrics.items()}
+  return {k: float(np.mean(to_host(v))) for k, v in metrics.items()}
 
 
 def all_finite(metrics: dict) -> bool:
-  return all(bool(np.isfinite(np.asarray(v)).all()) for v in metrics.values())
+  return all(bool(np.isfinite(to_host(v)).all()) for v in metrics.values())

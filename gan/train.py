@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from common import data as data_lib
+from common import distributed
 from common import rng as rng_lib
 from common import sharding
 from common.checkpoint import Checkpointer
@@ -61,6 +62,8 @@ def build_data(config: ml_collections.ConfigDict) -> GanData:
       raise UserError(f'batch size {batch} is larger than the points file ({source.num_points} '
                       'points); lower data.batch_size')
     return GanData((2,), lambda key, _: source.sample(key, batch), source2d=source)
+  if name not in images.IMAGE_DATASETS:
+    raise unknown_name('dataset', name, [*data2d.DISTRIBUTIONS, 'points', *images.IMAGE_DATASETS])
   src, shape = images.image_source(name, 'train', config.data.data_dir or None)
   ds = data_lib.batched(src, batch, seed=config.seed, shuffle=True,
                         shard_index=jax.process_index(), shard_count=jax.process_count())
@@ -88,9 +91,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError('loss.gp_weight and loss.r1_gamma must be >= 0')
   if config.model.name not in models.MODELS:
     raise unknown_name('model', config.model.name, models.MODELS)
+  compute_dtype(config.model.dtype)
   for key in ('eval_every', 'checkpoint_every', 'log_every'):
     if config[key] < 1:
       raise UserError(f'{key} must be at least 1, got {config[key]}')
+
+
+def compute_dtype(name: str) -> str:
+  """'auto' -> bfloat16 on GPU/TPU (mixed precision), float32 on CPU."""
+  if name == 'auto':
+    return 'float32' if jax.devices()[0].platform == 'cpu' else 'bfloat16'
+  if name not in ('float32', 'bfloat16'):
+    raise unknown_name('model.dtype', name, ['float32', 'bfloat16', 'auto'])
+  return name
 
 
 def _next_boundary(step: int, every: int) -> int:
@@ -118,9 +131,10 @@ class Evaluator:
     return self._points(state, step, history)
 
   def _images(self, state, step):
-    x = self.steps.G.apply(state['ema'], self.fixed_noise, train=False)
-    path = os.path.join(self.image_dir, f'samples_{step:07d}.png')
-    save_png(path, image_grid(np.asarray(x)), scale=max(1, 128 // x.shape[1]))
+    x = distributed.to_host(self.steps.G.apply(state['ema'], self.fixed_noise, train=False))
+    if distributed.is_main():
+      path = os.path.join(self.image_dir, f'samples_{step:07d}.png')
+      save_png(path, image_grid(x), scale=max(1, 128 // x.shape[1]))
     return {}
 
   def _plot_fns_impl(self, state, fake):
@@ -149,22 +163,25 @@ class Evaluator:
   def _points(self, state, step, history):
     cfg = self.config
     src = self.gdata.source2d
-    fake = np.asarray(self.steps.sample(state['ema'], rng_lib.stream(self.key, 'fake'),
-                                        cfg.eval.num_samples))
+    fake = distributed.to_host(self.steps.sample(state['ema'], rng_lib.stream(self.key, 'fake'),
+                                                 cfg.eval.num_samples))
     out = metrics_lib.histogram_divergences(self.real, fake, src.bounds)
     if src.modes is not None:
       out.update(metrics_lib.mode_metrics(fake, src.modes, src.sigma))
     if cfg.eval.plots:
-      d_prob, manifold, arrows = self._plot_fns(state, jnp.asarray(fake[:300]))
-      path = os.path.join(self.image_dir, f'step_{step:07d}.png')
-      plots.plot_2d(path, real=self.real[:1000], fake=fake[:1000], d_prob=np.asarray(d_prob),
-                    bounds=src.bounds, manifold=np.asarray(manifold), arrows=np.asarray(arrows),
-                    history=history, step=step, title=f'{src.name}: ' + ', '.join(
-                        f'{k} {v:.3g}' for k, v in out.items()))
+      d_prob, manifold, arrows = map(distributed.to_host,
+                                     self._plot_fns(state, jnp.asarray(fake[:300])))
+      if distributed.is_main():
+        title = f'{src.name}: ' + ', '.join(f'{k} {v:.3g}' for k, v in out.items())
+        plots.plot_2d(os.path.join(self.image_dir, f'step_{step:07d}.png'), real=self.real[:1000],
+                      fake=fake[:1000], d_prob=d_prob, bounds=src.bounds, manifold=manifold,
+                      arrows=arrows, history=history, step=step, title=title)
     return out
 
   def finish(self, history: list[dict]) -> None:
     """The run's GIF (every eval frame, including those before a resume) and final picture."""
+    if not distributed.is_main():
+      return
     is_2d = self.gdata.source2d is not None
     frames = sorted(glob.glob(os.path.join(self.image_dir, 'step_*.png' if is_2d else 'samples_*.png')))
     if frames:
@@ -174,12 +191,19 @@ class Evaluator:
       plots.save_loss_curves(os.path.join(self.image_dir, 'losses.png'), history)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Train (or resume) the GAN in `config`, writing the workdir contract; returns the summary."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       return_state: bool = False):
+  """Train (or resume) the GAN in `config`, writing the workdir contract.
+
+  Returns the summary dict, or (summary, final train state) with `return_state`.
+  """
   validate(config)
   gdata = build_data(config)
-  generator, discriminator = models.create_models(config.model, gdata.shape)
-  prepare_workdir(workdir, config)
+  generator, discriminator = models.create_models(
+      {**config.model, 'dtype': compute_dtype(config.model.dtype)}, gdata.shape)
+  if distributed.is_main():
+    prepare_workdir(workdir, config)
+  distributed.barrier('workdir')
   mesh = sharding.data_mesh()
   sharding.check_batch(config.data.batch_size, mesh)
   steps = GanSteps(generator, discriminator, config, gdata.real_fn, mesh)
@@ -189,12 +213,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start = 0
   if ckpt.latest_step() is not None:
     if ckpt.latest_step() >= config.train.steps and os.path.exists(os.path.join(workdir, 'summary.json')):
+      state, _, _ = ckpt.restore(state)
       with open(os.path.join(workdir, 'summary.json')) as f:
-        return json.load(f)  # already finished: nothing to do
+        summary = json.load(f)  # already finished: nothing to do
+      return (summary, state) if return_state else summary
     state, meta, start = ckpt.restore(state)
     if gdata.iterator is not None:
       gdata.iterator.set_state(meta['data'])
-  writer = MetricWriter(workdir, resume_step=start if start else None)
+  writer = MetricWriter(workdir, resume_step=start if start else None, enabled=distributed.is_main())
   history = [m for m in read_metrics(workdir) if 'loss_d' in m] if start else []
   evaluator = Evaluator(config, steps, gdata, workdir, rng_lib.stream(key, 'eval'))
   total, t = config.train.steps, config.train
@@ -242,4 +268,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.write_summary(summary)
   writer.close()
   ckpt.close()
-  return summary
+  return (summary, state) if return_state else summary

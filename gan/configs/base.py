@@ -6,9 +6,11 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.data = dict(name='ring8', path='', data_dir='', batch_size=256)
-  # name: mlp | dcgan. noise: uniform | gaussian. upsample: subpixel | transpose (dcgan).
+  # name: mlp | dcgan. noise: uniform | gaussian. upsample (dcgan): col2im | subpixel | transpose.
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
-                 features=64, upsample='subpixel', noise_dim=2, noise='gaussian')
+                 features=64, upsample='col2im', noise_dim=2, noise='gaussian', dtype='float32')
+  # dtype is the computation dtype (float32 | bfloat16 | auto = bfloat16 on GPU/TPU, float32 on
+  # CPU); parameters and optimiser states stay float32 either way.
   # name: minimax | ns | lsgan | hinge | wgan; gp_weight (WGAN-GP) and r1_gamma (R1) add penalties.
   c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0)
   # One round = n_d discriminator steps then n_g generator steps; `steps` counts rounds.

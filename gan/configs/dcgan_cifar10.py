@@ -10,7 +10,7 @@ def get_config(arg=None):
   _, quick = parse_arg(arg, '')
   c = base_config()
   c.data.update(name='cifar10', batch_size=64)
-  c.model.update(name='dcgan', features=64, noise_dim=128, noise='gaussian', spectral_norm=True)
+  c.model.update(name='dcgan', features=64, noise_dim=128, noise='gaussian', dtype='auto', spectral_norm=True)
   c.loss.name = 'hinge'
   c.train.update(steps=50000, g_lr=2e-4, d_lr=2e-4, b1=0.5, b2=0.999, ema_decay=0.9999,
                  rounds_per_call=100)

@@ -11,7 +11,7 @@ def get_config(arg=None):
   name, quick = parse_arg(arg, 'mnist')
   c = base_config()
   c.data.update(name=name, batch_size=128)
-  c.model.update(name='dcgan', features=64, noise_dim=100, noise='gaussian')
+  c.model.update(name='dcgan', features=64, noise_dim=100, noise='gaussian', dtype='auto')
   c.train.update(steps=20000, g_lr=2e-4, d_lr=2e-4, b1=0.5, ema_decay=0.999, rounds_per_call=100)
   c.log_every = 100
   c.eval_every = 2000

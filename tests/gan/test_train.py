@@ -21,7 +21,7 @@ from gan import train
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY = 'gan/configs/toy2d.py'
 # A toy run short enough for tests, long enough to checkpoint twice mid-way.
-RESUME = ['train.steps=600', 'train.rounds_per_call=50', 'log_every=50', 'eval_every=300',
+RESUME = ['train.steps=600', 'train.rounds_per_call=50', 'model.hidden=32', 'data.batch_size=64', 'log_every=50', 'eval_every=300',
           'checkpoint_every=100', 'eval.plots=False', 'eval.num_samples=500']
 
 
@@ -167,7 +167,7 @@ def _expect_exit_2(capsys, argv, match):
 
 @pytest.mark.parametrize('argv,match', [
     (['--config.train.glr=1'], 'unknown config key'),
-    (['--config.data.name=spiral'], "unknown 2D distribution 'spiral'"),
+    (['--config.data.name=spiral'], "unknown dataset 'spiral'; choose one of: cifar10, digits"),
     (['--config.model.name=resnet'], "unknown model 'resnet'"),
     (['--config.loss.name=kl'], "unknown loss 'kl'"),
     (['--config.train.g_lr=0'], 'train.g_lr must be positive'),
@@ -219,3 +219,57 @@ def test_cli_prints_results_and_errors_without_traceback(tmp_path):
                   '--config.train.batch=3'])
   assert bad.returncode == 2
   assert len(bad.stderr.strip().splitlines()) == 1 and 'Traceback' not in bad.stderr
+
+
+def test_real_divergence_is_stopped_with_a_clear_message(tmp_path):
+  config = load_config(TOY + ':ring8,quick', ['train.g_lr=1e30', 'train.d_lr=1e30', 'eval.plots=False'])
+  with pytest.raises(train.TrainingDiverged, match='became NaN/inf between rounds 0 and 50'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run' / 'checkpoints' / '50')
+
+
+def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  """Poison the third chunk's loss: the run stops, checkpoints 50 and 100 stay and are finite."""
+  import jax.numpy as jnp
+  from gan.steps import GanSteps
+  real_init = GanSteps.__init__
+  calls = []
+
+  def patched_init(self, *args, **kwargs):
+    real_init(self, *args, **kwargs)
+    inner = self.train_chunk
+
+    def chunk(state, batches, k):
+      state, metrics = inner(state, batches, k)
+      calls.append(k)
+      if len(calls) == 3:
+        metrics = {**metrics, 'loss_g': metrics['loss_g'] * jnp.nan}
+      return state, metrics
+
+    self.train_chunk = chunk
+
+  monkeypatch.setattr(GanSteps, '__init__', patched_init)
+  config = load_config(TOY + ':ring8,quick', ['checkpoint_every=50', 'eval.plots=False'])
+  wd = str(tmp_path / 'run')
+  with pytest.raises(train.TrainingDiverged, match=r'between rounds 100 and 150; the last good checkpoint \(step 100\)'):
+    train.train_and_evaluate(config, wd)
+  step, state = _final_state(wd)
+  assert step == 100
+  assert all(np.isfinite(v).all() for v in _flat(state).values() if v.dtype.kind == 'f')
+
+
+def test_bfloat16_compute_tracks_float32(tmp_path):
+  """Mixed precision (bf16 compute, f32 params/optimiser) follows the f32 loss trajectory."""
+  runs = {}
+  for dtype in ('float32', 'bfloat16'):
+    cfg = load_config('gan/configs/dcgan_digits.py:quick', [f'model.dtype={dtype}', 'log_every=10'])
+    train.train_and_evaluate(cfg, str(tmp_path / dtype))
+    runs[dtype] = [r for r in read_metrics(str(tmp_path / dtype)) if 'loss_d' in r]
+    state = _flat(_final_state(str(tmp_path / dtype))[1])
+    assert all(v.dtype == np.float32 for k, v in state.items() if 'params' in k)
+  f32, bf16 = runs['float32'], runs['bfloat16']
+  assert [r['step'] for r in f32] == [r['step'] for r in bf16] == [10, 20, 30, 40]
+  for a, b in zip(f32, bf16):
+    for key in ('loss_d', 'loss_g'):
+      assert abs(a[key] - b[key]) <= 0.05 * abs(a[key]) + 0.02, (key, a, b)
+  assert any(a['loss_d'] != b['loss_d'] for a, b in zip(f32, bf16))  # bf16 really ran
