@@ -77,7 +77,11 @@ class GanSteps:
 
   def noise(self, key: jax.Array, n: int) -> jax.Array:
     m = self.cfg.model
-    return constrain_batch(sample_noise(key, n, m.noise_dim, m.noise), self.mesh)
+    return sample_noise(key, n, m.noise_dim, m.noise)
+
+  def train_noise(self, key: jax.Array, n: int) -> jax.Array:
+    """Noise for a training batch, laid out along the mesh's `data` axis."""
+    return constrain_batch(self.noise(key, n), self.mesh)
 
   # ---- steps ----------------------------------------------------------------
   def d_logits_fn(self, d_vars: dict) -> Callable[[jax.Array], jax.Array]:
@@ -86,7 +90,7 @@ class GanSteps:
 
   def d_step(self, state: State, real: jax.Array, key: jax.Array) -> tuple[State, dict]:
     kz, kp = jax.random.split(key)
-    fake, _ = apply_model(self.G, state['g'], self.noise(kz, real.shape[0]), train=True)
+    fake, _ = apply_model(self.G, state['g'], self.train_noise(kz, real.shape[0]), train=True)
     fake = jax.lax.stop_gradient(fake)
     lcfg = self.cfg.loss
 
@@ -113,7 +117,7 @@ class GanSteps:
     return {**state, 'd': new_d, 'd_opt': d_opt}, metrics
 
   def g_step(self, state: State, key: jax.Array) -> tuple[State, dict]:
-    z = self.noise(key, self.batch)
+    z = self.train_noise(key, self.batch)
     d_fn = self.d_logits_fn(state['d'])
 
     def loss_fn(params):

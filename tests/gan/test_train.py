@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -28,7 +29,13 @@ RESUME = ['train.steps=600', 'train.rounds_per_call=50', 'model.hidden=32', 'dat
 def _final_state(workdir):
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   step = max(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
-  return step, ocp.StandardCheckpointer().restore(os.path.join(ckpt_dir, str(step), 'state'))
+  path = os.path.join(ckpt_dir, str(step), 'state')
+  # Restore onto this process's first device, whatever topology wrote the checkpoint.
+  ckptr = ocp.StandardCheckpointer()
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
+                        ckptr.metadata(path).item_metadata.tree)
+  return step, ckptr.restore(path, target)
 
 
 def _flat(tree, prefix=''):
