@@ -1,0 +1,61 @@
+r"""Convert pretrained ResNet weights into an orbax checkpoint + metadata.json.
+
+  python -m launch.convert --source=torchvision --arch=resnet50 \
+      --input=resnet50-0676ba61.pth --output=weights/resnet50_tv
+  python -m launch.convert --source=keras --arch=resnet50 \
+      --input=resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 \
+      --output=weights/resnet50_keras --include_top=false
+
+Transfer configs then point at the output directory (transfer.convert.
+load_weights). The output directory must be new or empty.
+"""
+import sys
+
+from absl import flags
+
+from common import cli
+from common.errors import UserError
+
+
+def _define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string('source', None, 'torchvision or keras.', flag_values=fv)
+  flags.DEFINE_string('arch', None, 'resnet18/34/50/101/152.', flag_values=fv)
+  flags.DEFINE_string('input', None, 'Weights file (.pth, .pt, .safetensors, '
+                      '.h5, .weights.h5).', flag_values=fv)
+  flags.DEFINE_string('output', None, 'New directory for the checkpoint.',
+                      flag_values=fv)
+  flags.DEFINE_integer('num_classes', None, 'Head size; default: the file\'s.',
+                       flag_values=fv)
+  flags.DEFINE_bool('include_top', True, 'Keep the classifier head.',
+                    flag_values=fv)
+
+
+def main(argv: list[str]) -> None:
+  fv = flags.FlagValues()
+  _define_flags(fv)
+  if any(a in ('--help', '-h', '--helpfull') for a in argv[1:]):
+    print(__doc__ + '\nflags:\n' + fv.get_help(include_special_flags=False))
+    return
+  try:
+    rest = fv(list(argv))
+  except flags.Error as e:
+    raise UserError(f'bad flag: {str(e).strip().splitlines()[0]}') from None
+  if len(rest) > 1:
+    raise UserError(f'unexpected argument {rest[1]!r}; flags take the form '
+                    f'--name=value')
+  for name in ('source', 'arch', 'input', 'output'):
+    if not fv[name].value:
+      raise UserError(f'--{name} is required; see python -m launch.convert '
+                      f'--help')
+  from transfer import convert  # after flag parsing, so bad flags fail fast
+  meta = convert.convert_file(fv.source, fv.input, fv.output, fv.arch,
+                              num_classes=fv.num_classes,
+                              include_top=fv.include_top)
+  head = (f'{meta["num_classes"]}-class head' if meta['include_top']
+          else 'no head')
+  print(f'converted {meta["arch"]} ({meta["style"]}, {head}) to {fv.output}: '
+        f'variables/, metadata.json')
+
+
+if __name__ == '__main__':
+  cli.main_guard(lambda: main(sys.argv))

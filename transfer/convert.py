@@ -1,0 +1,583 @@
+"""Pretrained ResNet weights from torchvision and Keras files -> flax variables.
+
+Readers:
+- torchvision state dicts in `.pth`/`.pt` (read with torch.load(weights_only=
+  True), so a pickle that would run code is refused) or `.safetensors`.
+- Keras applications ResNet v1 weights, either the legacy HDF5 layout of the
+  published `resnet*_weights_tf_dim_ordering_tf_kernels[_notop].h5` files or
+  Keras 3 `.weights.h5` files from `model.save_weights`.
+
+Every conversion is checked against the target model's parameter shapes; all
+missing, unused and mis-shaped tensors are reported together in one
+`WeightsMismatchError`. Published file names carry checksums (sha256 prefix for
+torchvision, MD5 table below for Keras), verified before use.
+
+`save_converted`/`load_converted` keep converted weights as an orbax
+checkpoint plus `metadata.json`; `load_weights` accepts either form.
+"""
+
+import hashlib
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from common.errors import UserError
+from transfer import resnet
+
+Variables = dict[str, Any]
+
+METADATA_FILE = 'metadata.json'
+CHECKPOINT_DIR = 'variables'
+FORMAT_VERSION = 1
+SOURCES = ('torchvision', 'keras')
+
+# MD5 of the published Keras files, from keras/src/applications/resnet.py
+# (WEIGHTS_HASHES: (with top, without top)).
+KERAS_MD5 = {
+    'resnet50_weights_tf_dim_ordering_tf_kernels.h5':
+        '2cb95161c43110f7111970584f804107',
+    'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5':
+        '4d473c1dd8becc155b73f8504c6f6626',
+    'resnet101_weights_tf_dim_ordering_tf_kernels.h5':
+        'f1aeb4b969a6efcfb50fad2f0c20cfc5',
+    'resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5':
+        '88cf7a10940856eca736dc7b7e228a21',
+    'resnet152_weights_tf_dim_ordering_tf_kernels.h5':
+        '100835be76be38e30d865e96f2aaae62',
+    'resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5':
+        'ee4c566cf9a93f14d82f913c2dc6dd0c',
+}
+
+# torch.hub names files `<name>-<first hex digits of sha256>.pth`.
+_TORCH_HASH_NAME = re.compile(r'^.+-([0-9a-f]{8,64})\.(pth|pt)$')
+# Keras has used all of these names for the classifier layer.
+_KERAS_HEAD_LAYERS = ('predictions', 'probs', 'fc1000')
+_LIST_LIMIT = 8
+
+
+class WeightsMismatchError(UserError):
+  """A weights file does not fit the model; the full name lists are kept."""
+
+  def __init__(self, message: str, missing: list[str], unused: list[str],
+               mismatched: list[str]):
+    super().__init__(message)
+    self.missing = missing
+    self.unused = unused
+    self.mismatched = mismatched
+
+
+# ----------------------------------------------------------------------------
+# File checks.
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+  """Hex sha256 of a file, read in chunks."""
+  return _file_digest(path, hashlib.sha256())
+
+
+def _file_digest(path, digest) -> str:
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def _require_file(path: str | os.PathLike) -> Path:
+  path = Path(path)
+  if not path.is_file():
+    raise UserError(f'weights file {path} not found; pass the path of an '
+                    f'existing weights file')
+  return path
+
+
+def _verify_torch_name_hash(path: Path) -> None:
+  match = _TORCH_HASH_NAME.match(path.name)
+  if match is None:
+    return
+  prefix = match.group(1)
+  if not file_sha256(path).startswith(prefix):
+    raise UserError(f'weights file {path} fails its checksum (its name says '
+                    f'sha256 starts with {prefix}); download it again, or '
+                    f'rename it if that suffix is not a checksum')
+
+
+def _verify_keras_md5(path: Path) -> None:
+  expected = KERAS_MD5.get(path.name)
+  if expected is None:
+    return
+  if _file_digest(path, hashlib.md5()) != expected:
+    raise UserError(f'weights file {path} fails its checksum (MD5 differs from '
+                    f'the published {path.name}); download it again')
+
+
+# ----------------------------------------------------------------------------
+# Readers: each returns {source tensor name: float32 numpy array}.
+
+
+def _read_torch(path: Path) -> dict[str, np.ndarray]:
+  if path.suffix == '.safetensors':
+    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+    try:
+      tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types
+      raise UserError(f'weights file {path} is corrupt or not a safetensors '
+                      f'file ({_first_line(e)}); download it again') from None
+    return {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+
+  import torch  # pylint: disable=g-import-not-at-top
+  try:
+    state = torch.load(path, map_location='cpu', weights_only=True)
+  except pickle.UnpicklingError as e:
+    if 'Weights only load failed' in str(e):
+      raise UserError(f'weights file {path} contains code and was refused; '
+                      f'use a file that holds only tensors (a state_dict)'
+                      ) from None
+    raise UserError(f'weights file {path} is corrupt ({_first_line(e)}); '
+                    f'download it again') from None
+  except Exception as e:  # damaged files surface as many exception types
+    raise UserError(f'weights file {path} is corrupt or not a torch file '
+                    f'({type(e).__name__}: {_first_line(e)}); download it '
+                    f'again') from None
+  # Training checkpoints wrap the state dict; DataParallel prefixes 'module.'.
+  if isinstance(state, Mapping) and isinstance(state.get('state_dict'),
+                                               Mapping):
+    state = state['state_dict']
+  if not isinstance(state, Mapping):
+    raise UserError(f'weights file {path} holds a {type(state).__name__}, not '
+                    f'a state_dict; save model.state_dict()')
+  tensors = {}
+  for k, v in state.items():
+    if isinstance(v, torch.Tensor):
+      tensors[k.removeprefix('module.')] = (
+          v.detach().to(torch.float32).numpy())
+  return tensors
+
+
+def _read_keras(path: Path, arch: str) -> dict[str, np.ndarray]:
+  import h5py  # pylint: disable=g-import-not-at-top
+  try:
+    with h5py.File(path, 'r') as f:
+      root = f['model_weights'] if 'model_weights' in f else f
+      if _h5_attr_list(root, 'layer_names') is not None:
+        return _read_keras_legacy(root)
+      if 'layers' in f and isinstance(f['layers'], h5py.Group):
+        return _read_keras3(f['layers'], path, arch)
+  except UserError:
+    raise
+  except Exception as e:  # h5py reports damage as OSError, KeyError, ...
+    raise UserError(f'weights file {path} is corrupt or not an HDF5 file '
+                    f'({type(e).__name__}: {_first_line(e)}); download it '
+                    f'again') from None
+  raise UserError(f'weights file {path} is neither a legacy Keras .h5 nor a '
+                  f'Keras 3 .weights.h5 file; save it with '
+                  f'model.save_weights("x.weights.h5")')
+
+
+def _h5_attr_list(group, name: str) -> list[str] | None:
+  """Reads a string-list attribute, joining Keras' chunks (`name0`, ...)."""
+  if name in group.attrs:
+    values = list(group.attrs[name])
+  elif f'{name}0' in group.attrs:
+    values, i = [], 0
+    while f'{name}{i}' in group.attrs:
+      values.extend(group.attrs[f'{name}{i}'])
+      i += 1
+  else:
+    return None
+  return [v.decode('utf8') if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _read_keras_legacy(root) -> dict[str, np.ndarray]:
+  """Legacy layout: root attr layer_names; group per layer with weight_names.
+
+  A weight name such as 'conv1_conv/kernel:0' is a dataset path inside the
+  layer's group; the tensor is keyed '<layer>/<variable>' ('conv1_conv/kernel').
+  """
+  tensors = {}
+  for layer in _h5_attr_list(root, 'layer_names'):
+    group = root[layer]
+    for weight_name in _h5_attr_list(group, 'weight_names') or []:
+      var = weight_name.rsplit('/', 1)[-1].split(':')[0]
+      tensors[f'{layer}/{var}'] = np.asarray(group[weight_name], np.float32)
+  return tensors
+
+
+_KERAS3_VARS = {
+    'conv2d': ('kernel', 'bias'),
+    'batch_normalization': ('gamma', 'beta', 'moving_mean', 'moving_variance'),
+    'dense': ('kernel', 'bias'),
+}
+
+
+def _keras3_layer_order(spec: resnet.ArchSpec) -> dict[str, list[str]]:
+  """keras.applications layer names in Keras 3's Functional layer order.
+
+  Keras 3 `.weights.h5` files name layers by class and position (`conv2d_7`,
+  `batch_normalization_7`), so positions must be mapped back to names. Keras
+  orders a block with a conv shortcut as 1_conv, 1_bn, 2_conv, 2_bn, 0_conv,
+  3_conv, 0_bn, 3_bn (topological order by depth).
+  """
+  convs, bns = ['conv1_conv'], ['conv1_bn']
+  for s, n in enumerate(spec.stage_sizes):
+    for b in range(n):
+      p = f'conv{s + 2}_block{b + 1}'
+      order = ('1', '2', '0', '3') if b == 0 else ('1', '2', '3')
+      convs += [f'{p}_{i}_conv' for i in order]
+      bns += [f'{p}_{i}_bn' for i in order]
+  return {'conv2d': convs, 'batch_normalization': bns, 'dense': ['predictions']}
+
+
+def _read_keras3(layers, path: Path, arch: str) -> dict[str, np.ndarray]:
+  """Keras 3 layout: layers/<layer name>/vars/<index>, in weight order."""
+  by_kind: dict[str, list[tuple[int, Any]]] = {k: [] for k in _KERAS3_VARS}
+  named = 'conv1_conv' in layers
+  tensors = {}
+  for name, group in layers.items():
+    if 'vars' not in group or not len(group['vars']):
+      continue
+    values = [np.asarray(group['vars'][str(i)], np.float32)
+              for i in range(len(group['vars']))]
+    if named:  # layers saved under their own names
+      kind = ('batch_normalization' if name.endswith('_bn') else
+              'conv2d' if name.endswith('_conv') else 'dense')
+      tensors.update({f'{name}/{v}': x for v, x in
+                      zip(_KERAS3_VARS[kind], values)})
+      continue
+    kind, _, index = name.rpartition('_')
+    if not index.isdigit():
+      kind, index = name, '0'
+    if kind not in by_kind:
+      raise UserError(f'weights file {path} has a {name!r} layer that a '
+                      f'keras.applications ResNet does not have; use a file '
+                      f'saved from keras.applications.ResNet50/101/152')
+    by_kind[kind].append((int(index), values))
+  if named:
+    return tensors
+  # Name positions with the layout of the depth the file holds (judged by its
+  # conv count), so a wrong --arch is reported with meaningful names.
+  n_convs = len(by_kind['conv2d'])
+  spec = resnet.ARCHS.get(arch)
+  file_spec = next((s for s in resnet.ARCHS.values() if 'keras' in s.styles
+                    and 5 + 3 * sum(s.stage_sizes) == n_convs), spec)
+  order = _keras3_layer_order(file_spec)
+  for kind, entries in by_kind.items():
+    names = order[kind]
+    for pos, (_, values) in enumerate(sorted(entries, key=lambda e: e[0])):
+      layer = names[pos] if pos < len(names) else f'{kind}_{pos}'
+      tensors.update({f'{layer}/{v}': x for v, x in
+                      zip(_KERAS3_VARS[kind], values)})
+  return tensors
+
+
+# ----------------------------------------------------------------------------
+# Name mapping: flax path (collection, module..., leaf) -> source name.
+
+
+def _torchvision_name(path: tuple[str, ...]) -> str:
+  collection, *modules, leaf = path
+  top = modules[0]
+  if top.startswith('stage'):
+    layer = {'downsample_conv': 'downsample.0',
+             'downsample_bn': 'downsample.1'}.get(modules[2], modules[2])
+    prefix = f'layer{top[5:]}.{modules[1][5:]}.{layer}'
+  else:
+    prefix = {'stem_conv': 'conv1', 'stem_bn': 'bn1', 'head': 'fc'}[top]
+  suffix = {('params', 'kernel'): 'weight', ('params', 'scale'): 'weight',
+            ('params', 'bias'): 'bias', ('batch_stats', 'mean'): 'running_mean',
+            ('batch_stats', 'var'): 'running_var'}[(collection, leaf)]
+  return f'{prefix}.{suffix}'
+
+
+def _torchvision_value(x: np.ndarray) -> np.ndarray:
+  if x.ndim == 4:  # conv OIHW -> HWIO
+    return x.transpose(2, 3, 1, 0)
+  if x.ndim == 2:  # Linear (out, in) -> (in, out)
+    return x.T
+  return x
+
+
+def _keras_name(path: tuple[str, ...], head_layer: str) -> str:
+  _, *modules, leaf = path
+  top = modules[0]
+  if top.startswith('stage'):
+    layer = modules[2]  # conv1..conv3, bn1..bn3, downsample_conv/_bn
+    kind = 'bn' if 'bn' in layer else 'conv'
+    index = '0' if layer.startswith('downsample') else layer[-1]
+    keras_layer = (f'conv{int(top[5:]) + 1}_block{int(modules[1][5:]) + 1}_'
+                   f'{index}_{kind}')
+  else:
+    keras_layer = {'stem_conv': 'conv1_conv', 'stem_bn': 'conv1_bn',
+                   'head': head_layer}[top]
+  if keras_layer.endswith('_bn'):
+    leaf = {'scale': 'gamma', 'bias': 'beta', 'mean': 'moving_mean',
+            'var': 'moving_variance'}[leaf]
+  return f'{keras_layer}/{leaf}'
+
+
+# ----------------------------------------------------------------------------
+# Conversion.
+
+
+def from_torchvision(path: str | os.PathLike, arch: str,
+                     num_classes: int | None = None,
+                     include_top: bool = True) -> Variables:
+  """torchvision ResNet state dict (.pth/.pt/.safetensors) -> flax variables.
+
+  `num_classes=None` takes the head size from the file. With
+  include_top=False the file's `fc` tensors are dropped.
+  """
+  resnet.arch_spec(arch, 'torchvision')
+  path = _require_file(path)
+  if path.suffix not in ('.pth', '.pt', '.safetensors'):
+    raise UserError(f'weights file {path} has suffix {path.suffix!r}; '
+                    f'torchvision weights must be .pth, .pt or .safetensors')
+  _verify_torch_name_hash(path)
+  source = _read_torch(path)
+  return _convert(source, path, arch, 'torchvision', num_classes, include_top,
+                  name_fn=_torchvision_name, value_fn=_torchvision_value,
+                  head_prefix='fc.', head_kernel='fc.weight',
+                  head_classes_axis=0)
+
+
+def from_keras(path: str | os.PathLike, arch: str,
+               num_classes: int | None = None,
+               include_top: bool = True) -> Variables:
+  """Keras applications ResNet weights (.h5 / .weights.h5) -> flax variables.
+
+  `num_classes=None` takes the head size from the file. With
+  include_top=False the file's classifier tensors are dropped.
+  """
+  resnet.arch_spec(arch, 'keras')
+  path = _require_file(path)
+  if path.suffix not in ('.h5', '.hdf5'):
+    raise UserError(f'weights file {path} has suffix {path.suffix!r}; Keras '
+                    f'weights must be .h5 or .weights.h5')
+  _verify_keras_md5(path)
+  source = _read_keras(path, arch)
+  head_layer = next((h for h in _KERAS_HEAD_LAYERS if f'{h}/kernel' in source),
+                    _KERAS_HEAD_LAYERS[0])
+  return _convert(source, path, arch, 'keras', num_classes, include_top,
+                  name_fn=lambda p: _keras_name(p, head_layer),
+                  value_fn=lambda x: x, head_prefix=f'{head_layer}/',
+                  head_kernel=f'{head_layer}/kernel', head_classes_axis=1)
+
+
+def _convert(source: dict[str, np.ndarray], path: Path, arch: str, style: str,
+             num_classes: int | None, include_top: bool,
+             name_fn: Callable[[tuple[str, ...]], str],
+             value_fn: Callable[[np.ndarray], np.ndarray], head_prefix: str,
+             head_kernel: str, head_classes_axis: int) -> Variables:
+  """Maps `source` onto the model's variables, reporting every misfit."""
+  head = source.get(head_kernel)
+  if include_top:
+    if head is None:
+      raise UserError(f'weights file {path} has no classifier head '
+                      f'({head_kernel}); pass include_top=False '
+                      f'(--include_top=false) to use it as a feature extractor')
+    file_classes = int(head.shape[head_classes_axis])
+    if num_classes is None:
+      num_classes = file_classes
+    elif num_classes != file_classes:
+      raise UserError(f'weights file {path} has a {file_classes}-class head but '
+                      f'num_classes={num_classes}; pass '
+                      f'--num_classes={file_classes}, or --include_top=false '
+                      f'to drop the head and train a new one')
+  target = traverse_util.flatten_dict(
+      resnet.abstract_variables(arch, style, num_classes, include_top))
+
+  # A notop model has no head, so the file's head tensors are expected extra.
+  ignorable = set() if include_top else {
+      k for k in source if k.startswith(head_prefix)}
+  used = set()
+  missing, mismatched, flat = [], [], {}
+  for key, leaf in target.items():
+    name = name_fn(key)
+    if name not in source:
+      missing.append(name)
+      continue
+    used.add(name)
+    value = value_fn(source[name])
+    if value.shape != leaf.shape:
+      as_model = (f' (as {_shape(value.shape)})'
+                  if value.shape != source[name].shape else '')
+      mismatched.append(f'{name} {_shape(source[name].shape)}{as_model} vs '
+                        f'model {_shape(leaf.shape)}')
+      continue
+    flat[key] = jnp.asarray(value, jnp.float32)
+  unused = [k for k in source if k not in used and k not in ignorable
+            and not k.endswith('num_batches_tracked')]
+  missing, unused, mismatched = (sorted(names, key=_natural_key)
+                                 for names in (missing, unused, mismatched))
+  if missing or unused or mismatched:
+    guess = _guess_arch(source, style)
+    hint = f' but looks like {guess}' if guess and guess != arch else ''
+    raise WeightsMismatchError(
+        f'weights file {path.name} does not fit {arch} ({style}){hint}: '
+        f'{_describe(missing, "missing")}, {_describe(unused, "unused")}, '
+        f'{_describe(mismatched, "shape mismatch")}; check --arch / --source',
+        missing, unused, mismatched)
+  return traverse_util.unflatten_dict(flat)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+  return 'x'.join(map(str, shape)) if shape else 'scalar'
+
+
+def _natural_key(name: str) -> list:
+  """Sorts 'layer2.10' after 'layer2.9', as the file lists them."""
+  return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', name)]
+
+
+def _describe(names: list[str], what: str) -> str:
+  if not names:
+    return f'0 {what}'
+  shown = ', '.join(names[:_LIST_LIMIT])
+  more = f', +{len(names) - _LIST_LIMIT} more' if len(names) > _LIST_LIMIT else ''
+  return f'{len(names)} {what} ({shown}{more})'
+
+
+def _guess_arch(source: Mapping[str, np.ndarray], style: str) -> str | None:
+  """Which registered arch the source's block counts describe, if any."""
+  pattern = (re.compile(r'^layer(\d)\.(\d+)\.') if style == 'torchvision'
+             else re.compile(r'^conv(\d)_block(\d+)_'))
+  first_stage, first_block = (1, 0) if style == 'torchvision' else (2, 1)
+  counts = [0, 0, 0, 0]
+  for name in source:
+    m = pattern.match(name)
+    if m and 0 <= int(m.group(1)) - first_stage < 4:
+      s = int(m.group(1)) - first_stage
+      counts[s] = max(counts[s], int(m.group(2)) - first_block + 1)
+  bottleneck = style == 'keras' or any('.conv3.' in k for k in source)
+  for arch, spec in resnet.ARCHS.items():
+    if (tuple(counts) == spec.stage_sizes
+        and (spec.block == 'bottleneck') == bottleneck):
+      return arch
+  return None
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
+
+
+# ----------------------------------------------------------------------------
+# Converted checkpoints.
+
+
+def _check_empty_dir(out_dir: Path) -> None:
+  if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    raise UserError(f'output directory {out_dir} already exists and is not '
+                    f'empty; choose a new --output directory')
+
+
+def save_converted(out_dir: str | os.PathLike, variables: Variables,
+                   metadata: Mapping[str, Any]) -> Path:
+  """Writes `variables` as an orbax checkpoint plus metadata.json.
+
+  `metadata` needs at least arch, style, include_top and num_classes. Refuses
+  a non-empty `out_dir`; metadata.json is written last, so its presence marks
+  a complete conversion.
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  out_dir = Path(out_dir).absolute()
+  _check_empty_dir(out_dir)
+  for key in ('arch', 'style', 'include_top', 'num_classes'):
+    if key not in metadata:
+      raise UserError(f'metadata lacks {key!r}; pass arch, style, include_top '
+                      f'and num_classes')
+  out_dir.mkdir(parents=True, exist_ok=True)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(out_dir / CHECKPOINT_DIR, variables)
+    checkpointer.wait_until_finished()
+  meta = {'format_version': FORMAT_VERSION, **metadata}
+  (out_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2) + '\n')
+  return out_dir
+
+
+def load_converted(directory: str | os.PathLike
+                   ) -> tuple[Variables, dict[str, Any]]:
+  """Reads a `save_converted` directory -> (variables, metadata)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  directory = Path(directory).absolute()
+  meta_path = directory / METADATA_FILE
+  if not meta_path.is_file():
+    raise UserError(f'{directory} has no {METADATA_FILE}; convert weights with '
+                    f'python -m launch.convert first')
+  try:
+    meta = json.loads(meta_path.read_text())
+    fields = [meta[k] for k in ('arch', 'num_classes', 'style', 'include_top')]
+  except (ValueError, KeyError, TypeError) as e:
+    raise UserError(f'{meta_path} is corrupt ({type(e).__name__}: '
+                    f'{_first_line(e)}); convert the weights again') from None
+  arch, num_classes, style, include_top = fields
+  resnet.create_model(arch, num_classes, style, include_top)  # validates
+  target = resnet.abstract_variables(arch, style, num_classes, include_top)
+  try:
+    with ocp.StandardCheckpointer() as checkpointer:
+      variables = checkpointer.restore(directory / CHECKPOINT_DIR, target)
+  except Exception as e:  # orbax reports damage with many exception types
+    raise UserError(f'checkpoint in {directory} is corrupt or incomplete '
+                    f'({type(e).__name__}: {_first_line(e)}); convert the '
+                    f'weights again') from None
+  return variables, meta
+
+
+def convert_file(source: str, path: str | os.PathLike, out_dir: str | os.PathLike,
+                 arch: str, num_classes: int | None = None,
+                 include_top: bool = True) -> dict[str, Any]:
+  """Converts one weights file into `out_dir`; returns the metadata written."""
+  if source not in SOURCES:
+    raise UserError(f'unknown weights source {source!r}; use one of '
+                    f'{", ".join(SOURCES)}')
+  _check_empty_dir(Path(out_dir))  # fail before the slow part
+  reader = from_torchvision if source == 'torchvision' else from_keras
+  variables = reader(path, arch, num_classes=num_classes,
+                     include_top=include_top)
+  if include_top:
+    num_classes = int(variables['params']['head']['bias'].shape[0])
+  metadata = {
+      'arch': arch, 'style': source, 'include_top': include_top,
+      'num_classes': num_classes if include_top else None,
+      'preprocess_style': source, 'source_file': Path(path).name,
+      'source_sha256': file_sha256(path),
+  }
+  save_converted(out_dir, variables, metadata)
+  return metadata
+
+
+def load_weights(path_or_dir: str | os.PathLike, arch: str,
+                 style: str = 'torchvision', num_classes: int | None = None,
+                 include_top: bool = True) -> Variables:
+  """Variables for `create_model(arch, ..., style)` from a file or converted dir.
+
+  A directory must come from `save_converted`; a file is converted on the fly
+  with the reader for `style`. With include_top=False any head is dropped.
+  """
+  resnet.arch_spec(arch, style)
+  path = Path(path_or_dir)
+  if not path.is_dir():
+    reader = from_torchvision if style == 'torchvision' else from_keras
+    return reader(path, arch, num_classes=num_classes, include_top=include_top)
+  variables, meta = load_converted(path)
+  if (meta['arch'], meta['style']) != (arch, style):
+    raise UserError(f'{path} holds {meta["arch"]} ({meta["style"]}) weights, '
+                    f'not {arch} ({style}); fix the arch/style or the path')
+  params = dict(variables['params'])
+  if include_top:
+    if not meta['include_top']:
+      raise UserError(f'{path} has no classifier head; pass include_top=False '
+                      f'or convert with --include_top=true')
+    if num_classes is not None and num_classes != meta['num_classes']:
+      raise UserError(f'{path} has a {meta["num_classes"]}-class head but '
+                      f'num_classes={num_classes}; pass '
+                      f'num_classes={meta["num_classes"]} or include_top=False')
+  else:
+    params.pop('head', None)
+  return {'params': params, 'batch_stats': variables['batch_stats']}
