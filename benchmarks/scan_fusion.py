@@ -1,6 +1,10 @@
 """Rounds per second of toy-GAN training: one jit call per round vs rounds fused by lax.scan.
 
   python benchmarks/scan_fusion.py [--rounds 2000] [--fused 100] [--config gan/configs/toy2d.py:ring8]
+      [--override model.hidden=16 --override model.depth=1 ...]
+
+By default it measures two sizes: the shipped ring8 config (compute-bound rounds) and a
+GAN Lab-sized model (one hidden layer of 16, batch 64), where per-call overhead dominates.
 
 Both loops run the same compiled round (`GanSteps.round`) on the same state;
 only the number of rounds per jit call differs. Prints both rates and the ratio.
@@ -34,16 +38,24 @@ def main():
   p.add_argument('--config', default='gan/configs/toy2d.py:ring8')
   p.add_argument('--rounds', type=int, default=2000)
   p.add_argument('--fused', type=int, default=100)
+  p.add_argument('--override', action='append', default=None,
+                 help='config override key=value (repeatable); default: both sizes')
   a = p.parse_args()
-  config = load_config(a.config)
+  sizes = [a.override] if a.override else [[], ['model.hidden=16', 'model.depth=1', 'data.batch_size=64']]
+  for overrides in sizes:
+    measure(a, overrides)
+
+
+def measure(a, overrides):
+  config = load_config(a.config, overrides)
   gdata = build_data(config)
   g, d = models.create_models(config.model, gdata.shape)
   steps = GanSteps(g, d, config, gdata.real_fn)
   state = steps.init(rng.root_key(0), gdata.shape)
   one, state = rate(steps, state, a.rounds, 1)
   fused, state = rate(steps, state, a.rounds, a.fused)
-  print(f'{a.config}: batch {config.data.batch_size}, n_d={config.train.n_d}, n_g={config.train.n_g}, '
-        f'{jax.devices()[0].platform}')
+  print(f'{a.config} {" ".join(overrides)}: batch {config.data.batch_size}, MLP {config.model.depth}x'
+        f'{config.model.hidden}, n_d={config.train.n_d}, n_g={config.train.n_g}, {jax.devices()[0].platform}')
   print(f'one jit call per round : {one:9.1f} rounds/s')
   print(f'{a.fused:3d} rounds per call   : {fused:9.1f} rounds/s')
   print(f'ratio fused / per-round: {fused / one:9.2f}x')
