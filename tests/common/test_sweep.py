@@ -48,6 +48,7 @@ def test_summarise_mean_std_over_seeds():
   assert rows[1]['modes'] == (4.0, 0.0, 2)
 
 
+@pytest.mark.slow
 def test_sweep_runs_skips_on_rerun_and_lists_failures(tmp_path, capsys):
   wd = str(tmp_path / 'sweep')
   # train.g_lr=-1 fails validation in its own process; the other points still run.

@@ -25,6 +25,7 @@ def _run(devices: int, spec: str, overrides: list[str], workdir: str) -> None:
   assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(RUNS))
 def test_eight_devices_match_one(tmp_path, name):
   spec, overrides = RUNS[name]

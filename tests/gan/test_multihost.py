@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.gan.test_train import REPO
 
@@ -34,6 +35,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_model(tmp_path):
   port = _free_port()
   wd = str(tmp_path / 'run')

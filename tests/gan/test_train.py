@@ -87,6 +87,7 @@ def test_tfds_configs_ask_for_prepared_data(tmp_path, spec):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
+@pytest.mark.slow
 def test_toy_run_finds_ring_modes(tmp_path):
   config = load_config(TOY + ':ring8', ['train.steps=1500', 'eval.plots=False',
                                         'eval_every=1500', 'checkpoint_every=1500'])
@@ -94,6 +95,7 @@ def test_toy_run_finds_ring_modes(tmp_path):
   assert summary['modes'] >= 7 and summary['high_quality'] > 0.5
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bitwise_equal_to_uninterrupted(tmp_path):
   killed = str(tmp_path / 'killed')
   args = [f'--config={TOY}:ring8', f'--workdir={killed}'] + [f'--config.{o}' for o in RESUME]
@@ -122,6 +124,7 @@ def test_sigkill_then_resume_is_bitwise_equal_to_uninterrupted(tmp_path):
   assert read_metrics(killed) == read_metrics(straight)
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):
   base = load_config(TOY + ':grid25,quick', ['eval.plots=False'])
   other = load_config(TOY + ':grid25,quick', ['eval.plots=False', 'seed=1'])
@@ -133,6 +136,7 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
   assert any(not np.array_equal(sa[k], sc[k]) for k in sa)
 
 
+@pytest.mark.slow
 def test_images_run_resumes_data_iterator(tmp_path):
   spec = 'gan/configs/dcgan_digits.py:quick'
   wd = str(tmp_path / 'part')
