@@ -36,8 +36,8 @@ IMAGE_SIZES = (8, 16, 28, 32, 64)
 # they differ only in speed (see `upsample2x`).
 UPSAMPLE_METHODS = ('col2im', 'subpixel', 'transpose')
 NOISE_DISTS = ('uniform', 'gaussian')
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 DCGAN_INIT = nn.initializers.normal(0.02)  # Radford et al. 2016
-SN_INIT_ITERS = 15  # power iterations at init, so eval-mode sigma is accurate from step 0
 
 
 # ---- spectral normalisation -------------------------------------------------------
@@ -53,27 +53,44 @@ def spectral_norm_estimate(w_matrix: Array, u: Array, n_iter: int = 1) -> tuple[
   stop_gradient (as in Miyato et al. 2018); gradients reach W only via the final norm.
   """
   w_const = lax.stop_gradient(w_matrix)
+
+  def power_step(_, u):
+    return _l2_normalize(w_const.T @ _l2_normalize(w_const @ u))
+
   u = lax.stop_gradient(u)
-  for _ in range(n_iter):
-    u = _l2_normalize(w_const.T @ _l2_normalize(w_const @ u))
+  if n_iter == 1:  # the per-train-step case: no loop for XLA to compile
+    u = power_step(0, u)
+  elif n_iter > 1:  # a loop, not unrolled Python, keeps compile time flat in n_iter
+    u = lax.fori_loop(0, n_iter, power_step, u)
   return jnp.linalg.norm(w_matrix @ u), u
+
+
+def _power_init(w_matrix: Array, u: Array, squarings: int = 4) -> Array:
+  """u advanced by 2**squarings power iterations at once: (W^T W)^(2**k) u by repeated
+  squaring, with no loop for XLA to compile (eager flax init compiles every op)."""
+  a = lax.stop_gradient(w_matrix.T @ w_matrix)
+  for _ in range(squarings):
+    a = a / jnp.max(jnp.abs(a))  # the scale is irrelevant; this keeps a^2 finite
+    a = a @ a
+  return _l2_normalize(a @ u)
 
 
 def spectral_normalize(module: nn.Module, kernel: Array, train: bool) -> Array:
   """Returns kernel / sigma, sigma estimated on the kernel reshaped to [-1, out_features].
 
-  The power-iteration vector `sn_u` [out_features] lives in 'batch_stats' of `module`
-  and advances one iteration per call only when `train` is True. For convolutions this
-  normalises the reshaped kernel, not the convolution operator (the usual SN-GAN choice).
+  The power-iteration vector `sn_u` [out_features] lives in 'batch_stats' of `module`;
+  init advances it 16 iterations (torch's spectral_norm does 15), then it advances one
+  iteration per call only when `train` is True. For convolutions this normalises the
+  reshaped kernel, not the convolution operator (the usual SN-GAN choice).
   """
   w = kernel.reshape(-1, kernel.shape[-1])
-  initializing = module.is_initializing()
 
   def init_u():
-    return _l2_normalize(jax.random.normal(module.make_rng('params'), (w.shape[1],), jnp.float32))
+    u0 = jax.random.normal(module.make_rng('params'), (w.shape[1],), jnp.float32)
+    return _power_init(w, u0)
 
   u_var = module.variable('batch_stats', 'sn_u', init_u)
-  n_iter = SN_INIT_ITERS if initializing else int(train)
+  n_iter = int(train and not module.is_initializing())
   sigma, u = spectral_norm_estimate(w, u_var.value, n_iter)
   if n_iter:
     u_var.value = u
@@ -104,8 +121,7 @@ class Linear(nn.Module):
 
 # For a 4x4 stride-2 padding-1 transposed conv, output row 2m + r reads input rows
 # m + offset through kernel tap `tap`: r=0 -> (m-1, 3), (m, 1); r=1 -> (m, 2), (m+1, 0).
-_PHASE_TAPS = {0: ((-1, 3), (0, 1)), 1: ((0, 2), (1, 0))}
-# Same table as [phase, offset + 1] -> tap, with 4 meaning "no tap" (a zero weight).
+# As a table [r, offset + 1] -> tap, with 4 meaning "no tap" (a zero weight):
 _SUBPIXEL_TAPS = np.array([[3, 1, 4], [4, 2, 0]])
 
 
@@ -138,27 +154,25 @@ def _upsample_subpixel(x: Array, kernel: Array) -> Array:
 
 def _upsample_col2im(x: Array, kernel: Array) -> Array:
   # One matmul gives every input pixel's contribution to all 16 taps (the zero-free
-  # 16*Cin*Cout multiply-adds per pixel, like torch's col2im); each output phase then sums
-  # four shifted slices. The backward pass is matmuls and slices, which XLA:CPU runs fast,
-  # unlike the kernel gradient of lax.conv_transpose.
+  # 16*Cin*Cout multiply-adds per pixel, like torch's col2im); the taps are then
+  # overlap-added into the output. With tap k = 2a + p, input row i feeds padded output
+  # row 2(i + a) + p, so the overlap-add is 4 shifted [B, H, 2, W, 2, C] blocks (a_y, a_x)
+  # on a [B, H+1, 2, W+1, 2, C] grid. Its adjoint (in the backward pass) is 4 contiguous
+  # slices, which XLA:CPU runs much faster than 16 strided ones or conv_transpose's
+  # kernel gradient.
   b, h, w, c_in = x.shape
   c_out = kernel.shape[3]
-  cols = jnp.dot(x.reshape(-1, c_in), kernel.transpose(2, 0, 1, 3).reshape(c_in, 16 * c_out))
-  cols = jnp.pad(cols.reshape(b, h, w, 4, 4, c_out), ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
-  phase_rows = []
-  for ry in (0, 1):
-    phase_cols = []
-    for rx in (0, 1):
-      acc = None
-      for dy, ky in _PHASE_TAPS[ry]:
-        for dx, kx in _PHASE_TAPS[rx]:
-          part = cols[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w, ky, kx]
-          acc = part if acc is None else acc + part
-      phase_cols.append(acc)
-    phase_rows.append(jnp.stack(phase_cols, axis=3))  # [B, H, W, 2 (rx), C]
-  # Interleave the phases: [B, H, 2 (ry), W, 2 (rx), C] -> [B, 2H, 2W, C].
-  y = jnp.stack(phase_rows, axis=2)
-  return y.reshape(b, 2 * h, 2 * w, c_out)
+  # [4 (ky), 4 (kx), Cin, C] -> columns ordered (a_y, a_x, p_y, p_x, C).
+  k = kernel.reshape(2, 2, 2, 2, c_in, c_out).transpose(4, 0, 2, 1, 3, 5).reshape(c_in, 16 * c_out)
+  cols = jnp.dot(x.reshape(-1, c_in), k).reshape(b, h, w, 2, 2, 2, 2, c_out)
+  out = None
+  for ay in (0, 1):
+    for ax in (0, 1):
+      block = cols[:, :, :, ay, ax].transpose(0, 1, 3, 2, 4, 5)  # [B, H, p_y, W, p_x, C]
+      block = jnp.pad(block, ((0, 0), (ay, 1 - ay), (0, 0), (ax, 1 - ax), (0, 0), (0, 0)))
+      out = block if out is None else out + block
+  # Padded rows 0 and 2H + 1 correspond to torch's padding=1: crop them.
+  return out.reshape(b, 2 * h + 2, 2 * w + 2, c_out)[:, 1:-1, 1:-1]
 
 
 _UPSAMPLERS = {
@@ -179,11 +193,32 @@ def upsample2x(x: Array, kernel: Array, method: str = 'col2im') -> Array:
   return _UPSAMPLERS[method](x, kernel)
 
 
+def _downsample_s2d_matmul(x: Array, kernel: Array) -> Array:
+  # With tap k = 2a + p, output row i reads padded input row 2(i + a) + p: space-to-depth
+  # the padded input into [B, H/2 + 1, W/2 + 1, (p_y, p_x, C)], gather the 2x2 blocks
+  # (a_y, a_x) and do one matmul.
+  b, h, w, c = x.shape
+  ho, wo = h // 2, w // 2
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  s2d = xp.reshape(b, ho + 1, 2, wo + 1, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, ho + 1, wo + 1, 4 * c)
+  patches = jnp.concatenate([s2d[:, ay:ay + ho, ax:ax + wo] for ay in (0, 1) for ax in (0, 1)], -1)
+  # [4 (ky), 4 (kx), C, Cout] -> rows ordered (a_y, a_x, p_y, p_x, C).
+  k = kernel.reshape(2, 2, 2, 2, c, -1).transpose(0, 2, 1, 3, 4, 5).reshape(16 * c, -1)
+  return jnp.dot(patches.reshape(-1, 16 * c), k).reshape(b, ho, wo, -1)
+
+
+# Below this many input channels (image inputs) the space-to-depth matmul beats XLA:CPU's
+# strided conv, whose kernel gradient is ~5x slower there; above it the conv is faster.
+_S2D_MAX_CHANNELS = 8
+
+
 def downsample2x(x: Array, kernel: Array) -> Array:
   """4x4 stride-2 conv, torch `Conv2d(padding=1)` semantics.
 
-  x [B, H, W, Cin], kernel [4, 4, Cin, Cout] (HWIO) -> [B, H/2, W/2, Cout].
+  x [B, H, W, Cin] (H, W even), kernel [4, 4, Cin, Cout] (HWIO) -> [B, H/2, W/2, Cout].
   """
+  if x.shape[-1] <= _S2D_MAX_CHANNELS:
+    return _downsample_s2d_matmul(x, kernel)
   return lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
@@ -393,7 +428,10 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
   if name not in MODELS:
     raise UserError(f'unknown model {name!r}: use one of {", ".join(MODELS)}')
   g_cls, d_cls = MODELS[name]
-  dtype = jnp.dtype(model_cfg.get('dtype', 'float32'))
+  dtype = str(model_cfg.get('dtype', 'float32'))
+  if dtype not in COMPUTE_DTYPES:
+    raise UserError(f'unknown model dtype {dtype!r}: use one of {", ".join(COMPUTE_DTYPES)}')
+  dtype = jnp.dtype(dtype)
   spectral_norm = bool(model_cfg.get('spectral_norm', False))
   data_shape = tuple(data_shape)
   if name == 'mlp':
