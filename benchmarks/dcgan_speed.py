@@ -6,10 +6,12 @@ gradient) + D forward/backward on [real; fake]; G step = G forward/backward thro
 frozen D. PyTorch uses nn.ConvTranspose2d in G. Before timing, the PyTorch models are
 loaded with the JAX weights and their outputs compared, so both sides are the same network.
 
-  python benchmarks/dcgan_speed.py [--rounds 5] [--threads 2] [--methods col2im,subpixel,transpose]
+  python benchmarks/dcgan_speed.py [--rounds 5] [--threads 2 | --cores 1] [--methods col2im,subpixel,transpose]
 
 Prints ms/round (wall median and min, process CPU median) for torch and for each JAX
-upsample method, and the torch/jax ratios.
+upsample method, and the torch/jax ratios. On a machine shared with other jobs, torch's
+multi-threaded (OpenMP) kernels slow down far more than XLA's; `--cores 1` pins both to
+one core for a steadier comparison.
 """
 from __future__ import annotations
 
@@ -240,15 +242,22 @@ def main() -> None:
   parser.add_argument('--rounds', type=int, default=5, help='timed rounds per implementation')
   parser.add_argument('--warmup', type=int, default=2, help='untimed rounds first (JAX compiles)')
   parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
+  parser.add_argument('--cores', type=int, default=0,
+                      help='pin the process to this many cores and give torch as many threads '
+                           '(XLA:CPU sizes its thread pool from the affinity mask); a fairer '
+                           'comparison on a machine shared with other jobs')
   parser.add_argument('--methods', default='col2im,subpixel,transpose',
                       help='JAX upsample methods to time, comma-separated')
   args = parser.parse_args()
   methods = [m for m in args.methods.split(',') if m]
+  if args.cores:  # before the first JAX computation creates the XLA:CPU client
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
+    args.threads = args.cores
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with '
-        f'{torch.get_num_threads()} threads; XLA:CPU uses one thread per core by default '
-        f'({os.cpu_count()} cores here)')
+        f'{torch.get_num_threads()} threads; XLA:CPU uses one thread per usable core '
+        f'({len(os.sched_getaffinity(0))} of {os.cpu_count()} here)')
   check_upsampling(methods)
 
   real_np = np.random.default_rng(2).uniform(-1, 1, (BATCH, SIZE, SIZE, CHANNELS)).astype(np.float32)

@@ -70,7 +70,7 @@ def _power_init(w_matrix: Array, u: Array, squarings: int = 4) -> Array:
   squaring, with no loop for XLA to compile (eager flax init compiles every op)."""
   a = lax.stop_gradient(w_matrix.T @ w_matrix)
   for _ in range(squarings):
-    a = a / jnp.max(jnp.abs(a))  # the scale is irrelevant; this keeps a^2 finite
+    a = a / jnp.maximum(jnp.max(jnp.abs(a)), 1e-30)  # the scale is irrelevant; keeps a^2 finite
     a = a @ a
   return _l2_normalize(a @ u)
 
