@@ -7,6 +7,11 @@ The train state is a dict pytree so orbax checkpoints it whole:
   g_opt, d_opt  optimiser states
   step     rounds completed (int32)
   rng      raw key data (uint32 [2]); round `s` uses fold_in(rng, s)
+
+With `model.num_classes > 0` training is class-conditional: real batches bring labels, fake
+labels are drawn uniformly from the round key's 'labels' stream, G and D take (input, labels),
+and ACGAN discriminators add `loss.aux_weight` times their class cross-entropy to both losses.
+Unconditional training runs exactly the computation it ran before conditioning existed.
 """
 from __future__ import annotations
 
@@ -19,24 +24,46 @@ import ml_collections
 import numpy as np
 import optax
 
+from common import rng as rng_lib
 from common.distributed import to_host
 from common.sharding import constrain_batch
+from gan import conditional
 from gan import losses as losses_lib
 from gan.models import sample_noise
 
 State = dict[str, Any]
 
 
-def apply_model(model: nn.Module, variables: dict, x: jax.Array, train: bool):
-  """`model.apply` that threads mutable 'batch_stats' (BatchNorm, spectral norm) in train mode."""
+def _float32(out):
+  return jax.tree.map(lambda a: a.astype(jnp.float32), out)
+
+
+def apply_model(model: nn.Module, variables: dict, x: jax.Array, train: bool,
+                labels: jax.Array | None = None):
+  """`model.apply` that threads mutable 'batch_stats' (BatchNorm, spectral norm) in train mode.
+
+  Conditional models are called as model(x, labels [B]); their outputs may be tuples.
+  """
+  inputs = (x,) if labels is None else (x, labels)
   # Outputs leave in float32 whatever the computation dtype, so losses stay exact.
   if train and 'batch_stats' in variables:
-    out, updates = model.apply(variables, x, train=True, mutable=['batch_stats'])
-    return out.astype(jnp.float32), {**variables, **updates}
-  return model.apply(variables, x, train=train).astype(jnp.float32), variables
+    out, updates = model.apply(variables, *inputs, train=True, mutable=['batch_stats'])
+    return _float32(out), {**variables, **updates}
+  return _float32(model.apply(variables, *inputs, train=train)), variables
 
 
-def make_optimizer(lr: float, cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def class_loss(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy of class_logits [B, K] against labels [B] (ACGAN's L_C)."""
+  return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
+
+
+def make_optimizer(lr: float, cfg: ml_collections.ConfigDict,
+                   num_updates: int) -> optax.GradientTransformation:
+  """Adam or SGD at `lr`, optionally decayed to 0 over the run's `num_updates` (`cfg.lr_decay`)."""
+  if cfg.lr_decay == 'linear':
+    lr = optax.linear_schedule(lr, 0.0, num_updates)
+  elif cfg.lr_decay == 'cosine':
+    lr = optax.cosine_decay_schedule(lr, num_updates)
   if cfg.optimizer == 'adam':
     return optax.adam(lr, b1=cfg.b1, b2=cfg.b2)
   if cfg.optimizer == 'sgd':
@@ -49,6 +76,7 @@ class GanSteps:
 
   `real_fn(key, batch_or_none) -> [B, ...]` supplies real data: 2D sources
   sample on device from the key; image datasets pass the batch through.
+  Conditional runs (`model.num_classes > 0`) read real labels from `batch['label']` [B].
   """
 
   def __init__(self, generator: nn.Module, discriminator: nn.Module,
@@ -58,18 +86,26 @@ class GanSteps:
     self.cfg = config
     self.loss = losses_lib.get_loss(config.loss.name)
     self.real_fn = real_fn
-    self.g_tx = make_optimizer(config.train.g_lr, config.train)
-    self.d_tx = make_optimizer(config.train.d_lr, config.train)
+    t = config.train
+    self.g_tx = make_optimizer(t.g_lr, t, t.steps * t.n_g)
+    self.d_tx = make_optimizer(t.d_lr, t, t.steps * t.n_d)
     self.batch = config.data.batch_size
+    self.num_classes = int(config.model.get('num_classes', 0))
+    self.aux_weight = float(config.loss.get('aux_weight', 1.0))
     self.train_chunk = jax.jit(self._train_chunk, static_argnums=2, donate_argnums=0)
     self.sample = jax.jit(self._sample, static_argnums=2)
 
   # ---- state ----------------------------------------------------------------
+  @property
+  def conditional(self) -> bool:
+    return self.num_classes > 0
+
   def init(self, key: jax.Array, data_shape: tuple[int, ...]) -> State:
     kg, kd, kr = jax.random.split(key, 3)
     z = self.noise(kg, 2)
-    g = self.G.init(kg, z, train=False)
-    d = self.D.init(kd, jnp.zeros((2, *data_shape), jnp.float32), train=False)
+    y = (jnp.zeros((2,), jnp.int32),) if self.conditional else ()
+    g = self.G.init(kg, z, *y, train=False)
+    d = self.D.init(kd, jnp.zeros((2, *data_shape), jnp.float32), *y, train=False)
     g, d = dict(g), dict(d)
     return {'g': g, 'd': d, 'ema': jax.tree.map(jnp.copy, g),
             'g_opt': self.g_tx.init(g['params']), 'd_opt': self.d_tx.init(d['params']),
@@ -84,23 +120,37 @@ class GanSteps:
     return constrain_batch(self.noise(key, n), self.mesh)
 
   # ---- steps ----------------------------------------------------------------
-  def d_logits_fn(self, d_vars: dict) -> Callable[[jax.Array], jax.Array]:
-    """x -> logits with D frozen in inference mode (for penalties, plots, G steps)."""
-    return lambda x: self.D.apply(d_vars, x, train=False).astype(jnp.float32)
+  def d_logits_fn(self, d_vars: dict, labels: jax.Array | None = None
+                  ) -> Callable[[jax.Array], jax.Array]:
+    """x -> logits with D frozen in inference mode (for penalties, plots, G steps); a conditional
+    D scores every x against `labels` [B]."""
+    if labels is None:
+      return lambda x: self.D.apply(d_vars, x, train=False).astype(jnp.float32)
+    return lambda x: self.D.apply(d_vars, x, labels, train=False)[0].astype(jnp.float32)
 
-  def d_step(self, state: State, real: jax.Array, key: jax.Array) -> tuple[State, dict]:
+  def d_step(self, state: State, real: jax.Array, key: jax.Array,
+             real_labels: jax.Array | None = None,
+             fake_labels: jax.Array | None = None) -> tuple[State, dict]:
     kz, kp = jax.random.split(key)
-    fake, _ = apply_model(self.G, state['g'], self.train_noise(kz, real.shape[0]), train=True)
+    fake, _ = apply_model(self.G, state['g'], self.train_noise(kz, real.shape[0]), train=True,
+                          labels=fake_labels)
     fake = jax.lax.stop_gradient(fake)
     lcfg = self.cfg.loss
+    labels = None if real_labels is None else jnp.concatenate([real_labels, fake_labels])
 
     def loss_fn(params):
       d_vars = {**state['d'], 'params': params}
-      logits, new_d = apply_model(self.D, d_vars, jnp.concatenate([real, fake]), train=True)
+      out, new_d = apply_model(self.D, d_vars, jnp.concatenate([real, fake]), train=True,
+                               labels=labels)
+      logits, class_logits = (out, None) if labels is None else out
       real_logits, fake_logits = jnp.split(logits, 2)
       loss = self.loss.d(real_logits, fake_logits)
       metrics = {'loss_d': loss, 'd_real': real_logits.mean(), 'd_fake': fake_logits.mean()}
-      d_fn = self.d_logits_fn(d_vars)
+      if class_logits is not None:  # ACGAN: D classifies real and generated images (L_C)
+        aux = class_loss(class_logits, labels)
+        loss += self.aux_weight * aux
+        metrics['aux_d'] = aux
+      d_fn = self.d_logits_fn(d_vars, real_labels)
       if lcfg.gp_weight > 0:
         gp = losses_lib.gradient_penalty(d_fn, real, fake, kp)
         loss += lcfg.gp_weight * gp
@@ -116,15 +166,25 @@ class GanSteps:
     new_d = {**new_d, 'params': optax.apply_updates(state['d']['params'], updates)}
     return {**state, 'd': new_d, 'd_opt': d_opt}, metrics
 
-  def g_step(self, state: State, key: jax.Array) -> tuple[State, dict]:
+  def g_step(self, state: State, key: jax.Array,
+             labels: jax.Array | None = None) -> tuple[State, dict]:
     z = self.train_noise(key, self.batch)
     d_fn = self.d_logits_fn(state['d'])
 
     def loss_fn(params):
-      fake, new_g = apply_model(self.G, {**state['g'], 'params': params}, z, train=True)
-      return self.loss.g(d_fn(fake)), new_g
+      fake, new_g = apply_model(self.G, {**state['g'], 'params': params}, z, train=True,
+                                labels=labels)
+      if labels is None:
+        return self.loss.g(d_fn(fake)), (new_g, {})
+      logits, class_logits = _float32(self.D.apply(state['d'], fake, labels, train=False))
+      loss = self.loss.g(logits)
+      if class_logits is None:
+        return loss, (new_g, {})
+      aux = class_loss(class_logits, labels)
+      return loss + self.aux_weight * aux, (new_g, {'aux_g': aux})
 
-    (loss, new_g), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['g']['params'])
+    (loss, (new_g, aux_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state['g']['params'])
     updates, g_opt = self.g_tx.update(grads, state['g_opt'], state['g']['params'])
     params = optax.apply_updates(state['g']['params'], updates)
     new_g = {**new_g, 'params': params}
@@ -133,21 +193,30 @@ class GanSteps:
     decay = jnp.minimum(self.cfg.train.ema_decay, (1.0 + step) / (10.0 + step))
     ema = {**new_g, 'params': jax.tree.map(lambda e, p: decay * e + (1 - decay) * p,
                                            state['ema']['params'], params)}
-    return {**state, 'g': new_g, 'g_opt': g_opt, 'ema': ema}, {'loss_g': loss}
+    return {**state, 'g': new_g, 'g_opt': g_opt, 'ema': ema}, {'loss_g': loss, **aux_metrics}
 
   def round(self, state: State, batches: Any) -> tuple[State, dict]:
     """`n_d` D steps (each on its own real batch), then `n_g` G steps."""
     n_d, n_g = self.cfg.train.n_d, self.cfg.train.n_g
     key = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), state['step'])
     d_keys, real_keys, g_keys = jnp.split(jax.random.split(key, 2 * n_d + n_g), [n_d, 2 * n_d])
+    if self.conditional:
+      # A stream of its own, so the keys above are the unconditional ones.
+      label_keys = jax.random.split(rng_lib.stream(key, 'labels'), n_d + n_g)
     metrics = {}
     for i in range(n_d):
       batch = None if batches is None else jax.tree.map(lambda b: b[i], batches)
       real = constrain_batch(self.real_fn(real_keys[i], batch), self.mesh)
-      state, metrics_d = self.d_step(state, real, d_keys[i])
+      if self.conditional:
+        real_labels = constrain_batch(batch['label'], self.mesh)
+        fake_labels = self.train_labels(label_keys[i], real.shape[0])
+        state, metrics_d = self.d_step(state, real, d_keys[i], real_labels, fake_labels)
+      else:
+        state, metrics_d = self.d_step(state, real, d_keys[i])
       metrics.update(metrics_d)
     for j in range(n_g):
-      state, metrics_g = self.g_step(state, g_keys[j])
+      labels = self.train_labels(label_keys[n_d + j], self.batch) if self.conditional else None
+      state, metrics_g = self.g_step(state, g_keys[j], labels)
       metrics.update(metrics_g)
     return {**state, 'step': state['step'] + 1}, metrics
 
@@ -155,8 +224,15 @@ class GanSteps:
     """`num_rounds` rounds fused with lax.scan; metrics are per-round [num_rounds]."""
     return jax.lax.scan(self.round, state, batches, length=num_rounds)
 
-  def _sample(self, g_vars: dict, key: jax.Array, n: int) -> jax.Array:
-    return self.G.apply(g_vars, self.noise(key, n), train=False)
+  def train_labels(self, key: jax.Array, n: int) -> jax.Array:
+    """Uniform fake labels [n] for a training batch, laid out like the noise."""
+    return constrain_batch(conditional.sample_labels(key, n, self.num_classes), self.mesh)
+
+  def _sample(self, g_vars: dict, key: jax.Array, n: int,
+              labels: jax.Array | None = None) -> jax.Array:
+    """n samples from G (in inference mode); a conditional G draws them for `labels` [n]."""
+    y = () if labels is None else (labels,)
+    return self.G.apply(g_vars, self.noise(key, n), *y, train=False)
 
 
 def chunk_means(metrics: dict) -> dict[str, float]:

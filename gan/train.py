@@ -1,9 +1,9 @@
 """The GAN training loop: `train_and_evaluate(config, workdir)`.
 
 Rounds run in chunks of up to `train.rounds_per_call` fused by `lax.scan`;
-chunk boundaries fall on every log, eval and checkpoint step, and depend on
-the step alone, so a resumed run replays exactly the chunks of an
-uninterrupted one.
+chunk boundaries fall on every log, eval, metrics (`eval.fid_every`, when
+`eval.metrics` names any) and checkpoint step, and depend on the step alone, so
+a resumed run replays exactly the chunks of an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from common.errors import UserError, unknown_name
 from common.progress import progress
 from common.workdir import prepare_workdir
 from common.writers import MetricWriter, image_grid, read_metrics, save_gif, save_png
-from gan import data2d, images, losses, metrics as metrics_lib, models, plots
+from gan import conditional, data2d, evaluation, images, losses, models, plots
+from gan import metrics as metrics_lib
 from gan.steps import GanSteps, all_finite, chunk_means
 
 
@@ -44,14 +45,17 @@ class GanData:
   source2d: data2d.Source2D | None = None
   iterator: data_lib.BatchIterator | None = None
   num_examples: int | None = None
+  labels: bool = False  # conditional runs also take each batch's 'label'
 
   def next_chunk(self, rounds: int, n_d: int, mesh):
     """Real batches for `rounds` rounds: None (sampled on device) or {'image': [R, n_d, B, ...]}
-    sharded along B over the mesh's `data` axis."""
+    (and 'label' [R, n_d, B]) sharded along B over the mesh's `data` axis."""
     if self.iterator is None:
       return None
-    b = self.iterator.take(rounds * n_d)['image']
-    return {'image': sharding.global_batch(b.reshape(rounds, n_d, *b.shape[1:]), mesh, batch_axis=2)}
+    taken = self.iterator.take(rounds * n_d)
+    keys = ('image', 'label') if self.labels else ('image',)
+    return {k: sharding.global_batch(taken[k].reshape(rounds, n_d, *taken[k].shape[1:]), mesh,
+                                     batch_axis=2) for k in keys}
 
 
 def build_data(config: ml_collections.ConfigDict) -> GanData:
@@ -68,7 +72,15 @@ def build_data(config: ml_collections.ConfigDict) -> GanData:
   ds = data_lib.batched(src, batch, seed=config.seed, shuffle=True,
                         shard_index=jax.process_index(), shard_count=jax.process_count())
   return GanData(tuple(shape), lambda _, b: b['image'], iterator=data_lib.BatchIterator(ds),
-                 num_examples=len(src))
+                 num_examples=len(src), labels=config.model.get('num_classes', 0) > 0)
+
+
+def build_models(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]):
+  """(generator, discriminator): conditional ones when model.num_classes > 0."""
+  model_cfg = {**config.model, 'dtype': compute_dtype(config.model.dtype)}
+  if config.model.get('num_classes', 0) > 0:
+    return conditional.create_models(model_cfg, data_shape)
+  return models.create_models(model_cfg, data_shape)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -86,6 +98,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'train.ema_decay must be in [0, 1), got {t.ema_decay}')
   if t.optimizer not in ('adam', 'sgd'):
     raise unknown_name('optimizer', t.optimizer, ['adam', 'sgd'])
+  if t.lr_decay not in ('constant', 'linear', 'cosine'):
+    raise unknown_name('train.lr_decay', t.lr_decay, ['constant', 'linear', 'cosine'])
   losses.get_loss(config.loss.name)
   if config.loss.gp_weight < 0 or config.loss.r1_gamma < 0:
     raise UserError('loss.gp_weight and loss.r1_gamma must be >= 0')
@@ -95,6 +109,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ('eval_every', 'checkpoint_every', 'log_every'):
     if config[key] < 1:
       raise UserError(f'{key} must be at least 1, got {config[key]}')
+  if config.model.num_classes < 0:
+    raise UserError('model.num_classes must be >= 0 (0: unconditional), got '
+                    f'{config.model.num_classes}')
+  if config.model.num_classes > 0:
+    conditional.check_config(config.model, config.data.name)
+  metric_names = evaluation.parse_metrics(config.eval.metrics)
+  if metric_names and config.eval.fid_every < 1:
+    raise UserError(f'eval.fid_every must be at least 1, got {config.eval.fid_every}')
+  evaluation.check_metrics(config, metric_names, config.eval.num_samples,
+                           config.eval.inception_weights, config.eval.reference_stats)
 
 
 def compute_dtype(name: str) -> str:
@@ -119,23 +143,56 @@ class Evaluator:
     self.key = key
     n = config.eval.num_samples
     src = gdata.source2d
+    self.metrics = evaluation.parse_metrics(config.eval.metrics)
+    self._context = None  # the feature net loads (or trains) at the first metrics step
     if src is not None:
       self.real = np.asarray(src.sample(rng_lib.stream(key, 'real'), n))
       self._plot_fns = jax.jit(self._plot_fns_impl)
+    elif steps.conditional:
+      # One row per class, one column per fixed noise vector.
+      k = steps.num_classes
+      self.grid_cols = max(1, config.eval.grid_size // k)
+      z = steps.noise(rng_lib.stream(key, 'grid'), self.grid_cols)
+      self.fixed_noise = jnp.tile(z, (k, 1))
+      self.grid_labels = jnp.repeat(jnp.arange(k, dtype=jnp.int32), self.grid_cols)
     else:
       self.fixed_noise = steps.noise(rng_lib.stream(key, 'grid'), config.eval.grid_size)
 
-  def __call__(self, state, step: int, history: list[dict]) -> dict[str, float]:
-    if self.gdata.source2d is None:
-      return self._images(state, step)
-    return self._points(state, step, history)
+  def due(self, step: int, total: int) -> bool:
+    """Whether `step` (a chunk boundary) has pictures or metrics to produce."""
+    return step % self.config.eval_every == 0 or step == total or self._metrics_due(step, total)
+
+  def _metrics_due(self, step: int, total: int) -> bool:
+    return bool(self.metrics) and (step % self.config.eval.fid_every == 0 or step == total)
+
+  def __call__(self, state, step: int, history: list[dict], total: int) -> dict[str, float]:
+    if self.gdata.source2d is not None:
+      return self._points(state, step, history)
+    if step % self.config.eval_every == 0 or step == total:
+      self._images(state, step)
+    return self._sample_metrics(state) if self._metrics_due(step, total) else {}
 
   def _images(self, state, step):
-    x = distributed.to_host(self.steps.G.apply(state['ema'], self.fixed_noise, train=False))
+    if self.steps.conditional:
+      x = self.steps.G.apply(state['ema'], self.fixed_noise, self.grid_labels, train=False)
+      ncol = self.grid_cols
+    else:
+      x = self.steps.G.apply(state['ema'], self.fixed_noise, train=False)
+      ncol = None
+    x = distributed.to_host(x)
     if distributed.is_main():
       path = os.path.join(self.image_dir, f'samples_{step:07d}.png')
-      save_png(path, image_grid(x), scale=max(1, 128 // x.shape[1]))
-    return {}
+      save_png(path, image_grid(x, ncol=ncol), scale=max(1, 128 // x.shape[1]))
+
+  def _sample_metrics(self, state) -> dict[str, float]:
+    """eval.metrics of eval.num_samples EMA samples; the same noise at every step."""
+    cfg = self.config
+    if self._context is None:
+      net = evaluation.create_feature_net(cfg, cfg.eval.inception_weights)
+      self._context = evaluation.Context(cfg, net, cfg.eval.reference_stats)
+    fake, labels = evaluation.generate(self.steps, state['ema'],
+                                       rng_lib.stream(self.key, 'metrics'), cfg.eval.num_samples)
+    return evaluation.compute_metrics(self._context, self.metrics, fake, labels)
 
   def _plot_fns_impl(self, state, fake):
     """D's probability on a grid, the manifold, and -∇ of the G loss at generated points."""
@@ -199,8 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   validate(config)
   gdata = build_data(config)
-  generator, discriminator = models.create_models(
-      {**config.model, 'dtype': compute_dtype(config.model.dtype)}, gdata.shape)
+  generator, discriminator = build_models(config, gdata.shape)
   if distributed.is_main():
     prepare_workdir(workdir, config)
   distributed.barrier('workdir')
@@ -228,9 +284,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   bar = progress(total, initial=start, desc='gan', unit='round')
   t0, rounds_timed = None, 0
   while step < total:
-    k = min(t.rounds_per_call, total - step,
-            *(_next_boundary(step, e) - step
-              for e in (config.log_every, config.eval_every, config.checkpoint_every)))
+    every = [config.log_every, config.eval_every, config.checkpoint_every]
+    if evaluator.metrics:
+      every.append(config.eval.fid_every)
+    k = min(t.rounds_per_call, total - step, *(_next_boundary(step, e) - step for e in every))
     batches = gdata.next_chunk(k, t.n_d, mesh)
     state, chunk = steps.train_chunk(state, batches, k)
     if not all_finite(chunk):
@@ -250,8 +307,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       row = chunk_means(chunk)
       writer.write(step, row)
       history.append({'step': step, **row})
-    if step % config.eval_every == 0 or step == total:
-      last_eval = evaluator(state, step, history)
+    if evaluator.due(step, total):
+      last_eval = evaluator(state, step, history, total)
       if last_eval:
         writer.write(step, last_eval)
     if step % config.checkpoint_every == 0 or step == total:
