@@ -1,0 +1,280 @@
+"""ResNet transfer learning on one CPU: this project's Flax/optax code vs PyTorch, side by side.
+
+Four measurements, each printed with its ratio:
+
+1. inference images/s of ResNet-50 (batch 16 at 224 px by default), uint8 in, logits out;
+2. one fine-tuning step (SGD with momentum, backbone at 0.1x the head's learning rate,
+   BatchNorm in train mode), the project's jitted step (`transfer.train.phase_fns`) vs
+   `loss.backward(); opt.step()`;
+3. feature-extraction training per epoch: the head on cached features
+   (`transfer.features`) vs recomputing the frozen backbone every epoch (target >= 20x);
+4. peak RSS of fine-tuning ResNet-50 at 224 px, batch 32, in a fresh subprocess
+   (`resource.getrusage` ru_maxrss; target < 8 GB).
+
+The torch network is the parity tests' plain torch.nn ResNet (torchvision layout,
+tests/transfer/refs.py); its random weights go through `transfer.convert.from_torchvision`,
+so both sides compute with the same weights, checked before timing. Both get the same threads.
+Compilation and warm-up are timed apart; timed iterations alternate between the two sides, so
+load from other processes on a shared machine hits both alike.
+
+  python benchmarks/resnet_speed.py [--arch=resnet50] [--image_size=224] [--batch_size=16]
+      [--train_batch_size=8] [--iters=3] [--head_images=128] [--head_image_size=64]
+      [--head_epochs=50] [--rss_batch_size=32] [--skip_rss] [--threads=N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def _args():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--arch', default='resnet50')
+  p.add_argument('--image_size', type=int, default=224)
+  p.add_argument('--batch_size', type=int, default=16, help='inference batch')
+  p.add_argument('--train_batch_size', type=int, default=8, help='fine-tuning step batch')
+  p.add_argument('--iters', type=int, default=3, help='timed iterations per side')
+  p.add_argument('--num_classes', type=int, default=10)
+  p.add_argument('--head_images', type=int, default=128, help='images in the head-training set')
+  p.add_argument('--head_image_size', type=int, default=64)
+  p.add_argument('--head_epochs', type=int, default=50, help='cached-feature epochs timed')
+  p.add_argument('--rss_batch_size', type=int, default=32)
+  p.add_argument('--rss_steps', type=int, default=1)
+  p.add_argument('--skip_rss', action='store_true')
+  p.add_argument('--threads', type=int, default=os.cpu_count())
+  p.add_argument('--rss_child', action='store_true', help=argparse.SUPPRESS)
+  args = p.parse_args()
+  if min(args.image_size, args.batch_size, args.train_batch_size, args.iters, args.head_images,
+         args.head_image_size, args.head_epochs, args.rss_batch_size, args.threads) < 1:
+    p.error('sizes, counts and --threads must be positive')
+  return args
+
+
+def _set_threads(threads: int) -> None:
+  # XLA reads its flags when the backend starts, so they go in before jax computes anything.
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen='
+                             f'{str(threads > 1).lower()} '
+                             f'intra_op_parallelism_threads={threads}')
+
+
+def _fine_tune_spec(model, image_size: int, cached: bool = False, mode: str = 'fine_tune'):
+  from transfer import freeze, train
+  rules, mults = freeze.mode_rules(mode, backbone_lr_mult=0.1)
+  return train.step_spec(model, 'torchvision', image_size, rules, mults, optimizer='sgd',
+                         weight_decay=1e-4, momentum=0.9, bn_train=mode != 'feature_extraction',
+                         cached=cached)
+
+
+def _hparams(lr: float, steps: int):
+  import jax
+  import numpy as np
+  return {'step0': np.int32(0), 'start': np.int32(0), 'steps': np.float32(steps),
+          'lr': np.float32(lr), 'warmup': np.float32(0), 'cosine': np.bool_(False),
+          'key': jax.random.key(0)}
+
+
+def _jax_state(fns, variables):
+  import jax
+  return jax.device_put({'params': variables['params'], 'batch_stats': variables['batch_stats'],
+                         'opt': fns.tx.init(variables['params'])}, jax.devices()[0])
+
+
+def _torch_optimizer(net, torch):
+  head = [p for n, p in net.named_parameters() if n.startswith('fc.')]
+  decay = [p for n, p in net.named_parameters() if not n.startswith('fc.') and p.ndim > 1]
+  rest = [p for n, p in net.named_parameters() if not n.startswith('fc.') and p.ndim <= 1]
+  return torch.optim.SGD([{'params': decay, 'lr': 1e-3, 'weight_decay': 1e-4},
+                          {'params': rest, 'lr': 1e-3, 'weight_decay': 0.0},
+                          {'params': head, 'lr': 1e-2, 'weight_decay': 0.0}],
+                         lr=1e-2, momentum=0.9)
+
+
+def _torch_input(images, torch):
+  mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+  std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+  return ((x - mean) / std).contiguous()
+
+
+def rss_child(args) -> None:
+  """Fine-tune steps at --rss_batch_size; prints the peak RSS in bytes."""
+  import jax
+  import numpy as np
+  from transfer import resnet, train
+  model = resnet.create_model(args.arch, args.num_classes)
+  fns = train.phase_fns(_fine_tune_spec(model, args.image_size))
+  variables = train._init_fn(model, args.image_size)(jax.random.key(0))
+  state = _jax_state(fns, variables)
+  rng = np.random.default_rng(0)
+  s = args.image_size
+  for _ in range(args.rss_steps + 1):  # the first step compiles
+    batch = {'image': rng.integers(0, 256, (1, args.rss_batch_size, s, s, 3), np.uint8),
+             'label': rng.integers(0, args.num_classes, (1, args.rss_batch_size), np.int32)}
+    state, metrics = fns.chunk(state, batch, _hparams(1e-3, 100))
+    jax.block_until_ready(metrics)
+  # Linux reports ru_maxrss in KiB.
+  print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _time_pair(jax_fn, torch_fn, iters: int) -> tuple[float, float]:
+  """Seconds per call of each, alternating calls."""
+  tj = tt = 0.0
+  for _ in range(iters):
+    t0 = time.perf_counter()
+    jax_fn()
+    tj += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    torch_fn()
+    tt += time.perf_counter() - t0
+  return tj / iters, tt / iters
+
+
+def main() -> None:
+  args = _args()
+  _set_threads(args.threads)
+  if args.rss_child:
+    rss_child(args)
+    return
+  import jax
+  import numpy as np
+  import torch
+
+  from tests.transfer.refs import torch_resnet  # the parity tests' torch network
+  from transfer import convert, features, resnet, train
+  torch.set_num_threads(args.threads)  # refs sets 1 for its small test models
+  print(f'jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}; '
+        f'{args.threads} threads each, {os.cpu_count()} cores; {args.arch}')
+
+  net = torch_resnet(args.arch, args.num_classes, seed=0)
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, f'{args.arch}.pth')
+    torch.save(net.state_dict(), path)
+    variables = convert.from_torchvision(path, args.arch)
+  model = resnet.create_model(args.arch, args.num_classes)
+  rng = np.random.default_rng(0)
+  s, b = args.image_size, args.batch_size
+
+  # 1. Inference.
+  images = rng.integers(0, 256, (b, s, s, 3), np.uint8)
+  forward = features.forward_fn(model, 'torchvision')
+  t0 = time.perf_counter()
+  logits = np.asarray(jax.block_until_ready(forward(variables, images))[0])
+  compile_s = time.perf_counter() - t0
+  net.eval()
+  with torch.no_grad():
+    ref = net(_torch_input(images, torch))[0].numpy()
+  rel = float(np.max(np.abs(logits - ref)) / np.max(np.abs(ref)))
+
+  def torch_infer():
+    with torch.no_grad():
+      net(_torch_input(images, torch))
+
+  tj, tt = _time_pair(lambda: jax.block_until_ready(forward(variables, images)), torch_infer,
+                      args.iters)
+  print(f'\n1. inference, batch {b} at {s} px (logits max rel diff {rel:.1e}; '
+        f'jax compile {compile_s:.1f} s)')
+  print(f'   flax {b / tj:8.1f} images/s   torch {b / tt:8.1f} images/s   '
+        f'flax/torch {tt / tj:.2f}x')
+
+  # 2. One fine-tuning step.
+  tb = args.train_batch_size
+  fns = train.phase_fns(_fine_tune_spec(model, s))
+  state = _jax_state(fns, variables)
+  batch = {'image': rng.integers(0, 256, (1, tb, s, s, 3), np.uint8),
+           'label': rng.integers(0, args.num_classes, (1, tb), np.int32)}
+  hp = _hparams(1e-2, 100)
+  t0 = time.perf_counter()
+  state, m = fns.chunk(state, batch, hp)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+  net.train()
+  opt = _torch_optimizer(net, torch)
+  x_t = _torch_input(batch['image'][0], torch)
+  y_t = torch.from_numpy(batch['label'][0]).long()
+
+  def torch_step():
+    opt.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.cross_entropy(net(x_t)[0], y_t)
+    loss.backward()
+    opt.step()
+
+  torch_step()  # warm-up: allocates gradients and momentum buffers
+
+  def jax_step():
+    nonlocal state
+    state, metrics = fns.chunk(state, batch, hp)
+    jax.block_until_ready(metrics)
+
+  tj, tt = _time_pair(jax_step, torch_step, args.iters)
+  print(f'\n2. fine-tuning step, batch {tb} at {s} px, BatchNorm in train mode '
+        f'(jax compile {compile_s:.1f} s)')
+  print(f'   flax {tj:8.3f} s/step     torch {tt:8.3f} s/step     flax/torch speed '
+        f'{tt / tj:.2f}x')
+  del state
+
+  # 3. Feature-extraction epochs: cached features vs recomputing the backbone.
+  hs, n = args.head_image_size, args.head_images
+  hb = min(32, n)
+  steps = n // hb
+  head_images = rng.integers(0, 256, (steps, hb, hs, hs, 3), np.uint8)
+  head_labels = rng.integers(0, args.num_classes, (steps, hb), np.int32)
+  fe_images = train.phase_fns(_fine_tune_spec(model, hs, mode='feature_extraction'))
+  fe_cached = train.phase_fns(_fine_tune_spec(model, hs, cached=True,
+                                              mode='feature_extraction'))
+  st_img = _jax_state(fe_images, variables)
+  st_feat = _jax_state(fe_cached, variables)
+  t0 = time.perf_counter()
+  feats = np.concatenate([np.asarray(forward(variables, x)[1]) for x in head_images])
+  extract_s = time.perf_counter() - t0  # includes compiling the forward at this size
+  feat_batches = {'feature': feats.reshape(steps, hb, -1), 'label': head_labels}
+  img_batches = {'image': head_images, 'label': head_labels}
+  hp = _hparams(1e-2, steps * args.head_epochs)
+  # Warm-up calls compile both (one epoch per call).
+  st_img, m = fe_images.chunk(st_img, img_batches, hp)
+  st_feat, m2 = fe_cached.chunk(st_feat, feat_batches, hp)
+  jax.block_until_ready((m, m2))
+  t0 = time.perf_counter()
+  for _ in range(args.head_epochs):
+    st_feat, m2 = fe_cached.chunk(st_feat, feat_batches, hp)
+  jax.block_until_ready(m2)
+  cached_epoch = (time.perf_counter() - t0) / args.head_epochs
+  image_epochs = max(1, min(3, args.iters))
+  t0 = time.perf_counter()
+  for _ in range(image_epochs):
+    st_img, m = fe_images.chunk(st_img, img_batches, hp)
+  jax.block_until_ready(m)
+  image_epoch = (time.perf_counter() - t0) / image_epochs
+  print(f'\n3. feature-extraction training, {steps * hb} images at {hs} px, batch {hb} '
+        f'(one-off feature extraction {extract_s:.1f} s incl. compile)')
+  print(f'   cached features {1e3 * cached_epoch:8.2f} ms/epoch   backbone every epoch '
+        f'{1e3 * image_epoch:9.1f} ms/epoch   cached speed-up {image_epoch / cached_epoch:.0f}x '
+        f'(target >= 20x)')
+
+  # 4. Peak RSS of fine-tuning, in a fresh process.
+  if args.skip_rss:
+    return
+  cmd = [sys.executable, os.path.abspath(__file__), '--rss_child', f'--arch={args.arch}',
+         f'--image_size={s}', f'--rss_batch_size={args.rss_batch_size}',
+         f'--rss_steps={args.rss_steps}', f'--num_classes={args.num_classes}',
+         f'--threads={args.threads}']
+  t0 = time.perf_counter()
+  out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+  if out.returncode != 0:
+    print(f'\n4. peak RSS: child failed ({out.returncode}): {out.stderr.strip()[-500:]}')
+    return
+  rss = int(out.stdout.strip().splitlines()[-1])
+  print(f'\n4. peak RSS fine-tuning {args.arch} at {s} px, batch {args.rss_batch_size} '
+        f'({args.rss_steps} step(s) after compiling, {time.perf_counter() - t0:.0f} s): '
+        f'{rss / 2**30:.2f} GiB (target < 8 GB)')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,196 @@
+"""Modes x seeds ablation: one `transfer.train` run each, then a table and a bar plot.
+
+The ablation workdir holds config.json, metrics.jsonl (one row per finished
+run), summary.json, results.md, results.csv, images/ablation.png, the cached
+pretraining source (`pretrain/`), shared backbone features (`features/`) and
+one workdir per run under `runs/MODE-seedS/`. Runs keep no checkpoints; a
+rerun skips every run whose summary.json is complete, so an interrupted
+ablation resumes at run granularity.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+
+from common import rng as rng_lib
+from common.errors import UserError, unknown_name
+from common.workdir import prepare_workdir
+from common.writers import MetricWriter
+from transfer import data as data_lib
+from transfer import features, freeze, resnet, train
+
+LINEAR_PROBE = 'linear_probe'
+ABLATION_MODES = (*freeze.MODES, LINEAR_PROBE)
+
+
+def run_config(config: ml_collections.ConfigDict, mode: str, seed: int, weights: str,
+               features_dir: str) -> ml_collections.ConfigDict:
+  """The single-run config of one (mode, seed) cell."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.mode = mode
+  c.seed = seed
+  c.model.weights = '' if mode == 'scratch' else weights
+  c.features.dir = features_dir
+  c.train.checkpoint = False  # one ablation keeps tens of runs; each is minutes at most
+  c.ablation.modes = ()
+  c.pretrain.dir = ''
+  return c
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  a = config.ablation
+  for mode in a.modes:
+    if mode not in ABLATION_MODES:
+      raise unknown_name('ablation mode', mode, ABLATION_MODES)
+  if len(set(a.modes)) != len(a.modes):
+    raise UserError(f'ablation.modes {list(a.modes)} repeats a mode; list each once')
+  if a.seeds < 1:
+    raise UserError(f'ablation.seeds must be at least 1, got {a.seeds}')
+  for mode in a.modes:
+    if mode != LINEAR_PROBE:
+      train.validate(run_config(config, mode, config.seed, config.model.weights or '', ''))
+
+
+def _linear_probe(config: ml_collections.ConfigDict, weights: str, style: str) -> dict:
+  """scikit-learn logistic regression on the frozen backbone's cached features."""
+  data = data_lib.load_data(config.data, seed=config.seed)
+  model = resnet.create_model(config.model.arch, data.num_classes, config.model.style)
+  variables = train.init_variables(model, config, weights,
+                                   rng_lib.stream(rng_lib.root_key(config.seed), 'init'))
+  key = train.feature_key(weights, style, config.seed)
+  t0 = time.perf_counter()
+  tr = features.cached_features(config.features.dir, f'{data.train_key}-{key}', model, variables,
+                                style, data.train, config.data.eval_batch_size)
+  te = features.cached_features(config.features.dir, f'{data.test_key}-{key}', model, variables,
+                                style, data.test, config.data.eval_batch_size)
+  out = features.linear_probe(*tr, *te)
+  return {'mode': LINEAR_PROBE, 'seed': config.seed, 'top1': out['top1'], 'top5': float('nan'),
+          'train_seconds': time.perf_counter() - t0}
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+  v = np.asarray(values, float)
+  return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def aggregate(rows: list[dict], modes: list[str]) -> list[dict]:
+  """Per mode: n, top-1/top-5 mean and std over seeds, and the gap to scratch paired by seed."""
+  scratch = {r['seed']: r['top1'] for r in rows if r['mode'] == 'scratch'}
+  out = []
+  for mode in modes:
+    mine = [r for r in rows if r['mode'] == mode]
+    if not mine:
+      continue
+    top1, top1_std = _stats([r['top1'] for r in mine])
+    top5, top5_std = _stats([r['top5'] for r in mine])
+    gaps = [r['top1'] - scratch[r['seed']] for r in mine if r['seed'] in scratch]
+    gap, gap_std = _stats(gaps) if gaps and mode != 'scratch' else (float('nan'), float('nan'))
+    out.append({'mode': mode, 'n_seeds': len(mine), 'top1_mean': top1, 'top1_std': top1_std,
+                'top5_mean': top5, 'top5_std': top5_std, 'gap_vs_scratch_mean': gap,
+                'gap_vs_scratch_std': gap_std,
+                'train_seconds_mean': float(np.mean([r['train_seconds'] for r in mine]))})
+  return out
+
+
+def _pct(mean: float, std: float) -> str:
+  return '–' if not np.isfinite(mean) else f'{100 * mean:.1f} ± {100 * std:.1f}'
+
+
+def write_results(workdir: str, table: list[dict], config: ml_collections.ConfigDict,
+                  wall_seconds: float) -> None:
+  """results.csv, results.md and images/ablation.png."""
+  with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
+    w = csv.DictWriter(f, fieldnames=list(table[0]))
+    w.writeheader()
+    for row in table:
+      w.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in row.items()})
+  d = config.data
+  lines = [
+      f'# Transfer ablation: {config.model.arch} ({config.model.style}) on {d.name}'
+      + (f' {d.classes}' if d.name == 'digits' else ''),
+      '',
+      f'Weights: `{config.model.weights or "random init"}`; '
+      f'{d.train_per_class or "all"} labelled examples per class; top-1 / top-5 test accuracy '
+      f'in %, mean ± std over seeds; gap = mode minus scratch, paired by seed.',
+      '',
+      '| mode | n seeds | top-1 | top-5 | gap vs scratch (top-1) | train s / run |',
+      '|---|---|---|---|---|---|',
+  ]
+  for r in table:
+    lines.append(f'| {r["mode"]} | {r["n_seeds"]} | {_pct(r["top1_mean"], r["top1_std"])} | '
+                 f'{_pct(r["top5_mean"], r["top5_std"])} | '
+                 f'{_pct(r["gap_vs_scratch_mean"], r["gap_vs_scratch_std"])} | '
+                 f'{r["train_seconds_mean"]:.1f} |')
+  lines += ['', f'Wall time of this invocation: {wall_seconds:.0f} s '
+            f'({jax.devices()[0].platform}, {jax.device_count()} device(s)).', '']
+  with open(os.path.join(workdir, 'results.md'), 'w') as f:
+    f.write('\n'.join(lines))
+  _bar_plot(os.path.join(workdir, 'images', 'ablation.png'), table, config)
+
+
+def _bar_plot(path: str, table: list[dict], config: ml_collections.ConfigDict) -> None:
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  modes = [r['mode'] for r in table]
+  means = [100 * r['top1_mean'] for r in table]
+  stds = [100 * r['top1_std'] for r in table]
+  fig, ax = plt.subplots(figsize=(1.6 * len(modes) + 2, 4))
+  colors = ['#999999' if m == 'scratch' else '#3572b0' for m in modes]
+  ax.bar(range(len(modes)), means, yerr=stds, capsize=6, color=colors)
+  for i, (m, s) in enumerate(zip(means, stds)):
+    ax.text(i, m + s + 1, f'{m:.1f}', ha='center', va='bottom', fontsize=9)
+  ax.set_xticks(range(len(modes)), [m.replace('_', '\n') for m in modes])
+  ax.set_ylabel('test top-1 accuracy (%)')
+  ax.set_ylim(0, 110)
+  n = max(r['n_seeds'] for r in table)
+  ax.set_title(f'{config.model.arch} on {config.data.name}: mean ± std over {n} seeds')
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def run_ablation(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Every (mode, seed) run of `config.ablation`; writes the results files; returns the summary."""
+  validate(config)
+  prepare_workdir(workdir, config)
+  t0 = time.perf_counter()
+  weights, style = train.resolve_weights(run_config(config, 'fine_tune', config.seed,
+                                                    config.model.weights, ''), workdir)
+  features_dir = config.features.dir or os.path.join(workdir, 'features')
+  modes = list(config.ablation.modes)
+  seeds = [config.seed + i for i in range(config.ablation.seeds)]
+  rows = []
+  for seed in seeds:
+    for mode in modes:
+      cell = run_config(config, mode, seed, weights, features_dir)
+      if mode == LINEAR_PROBE:
+        rows.append(_linear_probe(cell, weights, style))
+      else:
+        summary, _ = train.run(cell, os.path.join(workdir, 'runs', f'{mode}-seed{seed}'))
+        rows.append({'mode': mode, 'seed': seed, 'top1': summary['top1'], 'top5': summary['top5'],
+                     'train_seconds': summary['train_seconds']})
+      r = rows[-1]
+      print(f'{mode:>18s} seed {seed}: top-1 {100 * r["top1"]:.1f}%', flush=True)
+  wall = time.perf_counter() - t0
+  writer = MetricWriter(workdir)
+  for i, r in enumerate(rows, start=1):
+    writer.write(i, r)
+  table = aggregate(rows, modes)
+  write_results(workdir, table, config, wall)
+  summary = {'step': len(rows), 'seeds': seeds, 'wall_seconds': wall,
+             'weights': weights, **{f'{r["mode"]}_top1_mean': r['top1_mean'] for r in table},
+             **{f'{r["mode"]}_top1_std': r['top1_std'] for r in table},
+             **{f'{r["mode"]}_gap_vs_scratch_mean': r['gap_vs_scratch_mean'] for r in table
+                if r['mode'] != 'scratch'},
+             **{f'{r["mode"]}_gap_vs_scratch_std': r['gap_vs_scratch_std'] for r in table
+                if r['mode'] != 'scratch'}}
+  writer.write_summary(summary)
+  writer.close()
+  return summary

@@ -1,0 +1,107 @@
+"""Cached backbone features: run a frozen backbone once, train heads on the result.
+
+With the backbone frozen and BatchNorm in inference mode, the pooled features
+of an image never change, so feature extraction can compute them once
+(`cached_features`, stored as npz) and train the head on `[N, C]` arrays for
+as many epochs as it likes. `linear_probe` is the scikit-learn baseline on the
+same features.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.errors import UserError
+from transfer import preprocess, resnet
+
+
+@functools.lru_cache(maxsize=8)
+def forward_fn(model: resnet.ResNet, style: str):
+  """Jitted (variables, uint8 images [B, H, W, 3]) -> (logits [B, classes], pooled [B, C]).
+
+  Evaluation and feature extraction share it, so a model compiles once for both.
+  """
+  def forward(variables, images):
+    logits, stages = model.apply(variables, preprocess(images, style), capture_stages=True)
+    return logits, stages['pool']
+  return jax.jit(forward)
+
+
+def extract(model: resnet.ResNet, variables: Mapping[str, Any], style: str, source,
+            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+  """Pooled features [N, C] float32 and labels [N] of every record of `source`, in order.
+
+  `model` has a head (its output is dropped). Batches are padded to
+  `batch_size`, so the backbone compiles once.
+  """
+  apply = forward_fn(model, style)
+  bvars = {'params': variables['params'], 'batch_stats': variables['batch_stats']}
+  feats, labels = [], []
+  n = len(source)
+  b = batch_size
+  for start in range(0, n, b):
+    batch = source.gather(np.arange(start, min(start + b, n)))
+    valid = len(batch['label'])
+    images = batch['image']
+    if valid < b:
+      images = np.concatenate([images, np.zeros((b - valid,) + images.shape[1:], images.dtype)])
+    feats.append(np.asarray(apply(bvars, images)[1])[:valid])
+    labels.append(np.asarray(batch['label']))
+  return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int32)
+
+
+def weights_id(weights: str) -> str:
+  """Short digest identifying a weights file or converted directory (path, size, mtime)."""
+  h = hashlib.sha256()
+  for root, _, files in sorted(os.walk(weights)) if os.path.isdir(weights) else [('', [], [weights])]:
+    for f in sorted(files):
+      path = os.path.join(root, f)
+      st = os.stat(path)
+      h.update(f'{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns};'.encode())
+  return h.hexdigest()[:12]
+
+
+def cached_features(cache_dir: str, key: str, model: resnet.ResNet, variables: Mapping[str, Any],
+                    style: str, source, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+  """`extract`, stored as `cache_dir/<key>.npz` and read back on later calls.
+
+  `key` must identify the weights, the preprocessing and the records.
+  """
+  path = os.path.join(cache_dir, f'{key}.npz')
+  if os.path.exists(path):
+    try:
+      with np.load(path) as f:
+        return f['features'], f['labels']
+    except (OSError, ValueError, KeyError):
+      pass  # a torn write from an interrupted run: compute again
+  features, labels = extract(model, variables, style, source, batch_size)
+  os.makedirs(cache_dir, exist_ok=True)
+  tmp = path + '.tmp.npz'
+  np.savez(tmp, features=features, labels=labels)
+  os.replace(tmp, path)
+  return features, labels
+
+
+def head_logits(head: Mapping[str, jax.Array], features: jax.Array) -> jax.Array:
+  """The ResNet's Dense head on pooled features: [B, C] -> [B, classes]."""
+  return jnp.dot(features, head['kernel']) + head['bias']
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                 test_y: np.ndarray, c: float = 1.0, max_iter: int = 2000) -> dict[str, float]:
+  """Multinomial logistic regression (scikit-learn) on standardised features."""
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.pipeline import make_pipeline
+  from sklearn.preprocessing import StandardScaler
+  if len(np.unique(train_y)) < 2:
+    raise UserError('a linear probe needs at least two classes in the training split')
+  clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+  clf.fit(train_x, train_y)
+  return {'top1': float(np.mean(clf.predict(test_x) == test_y)),
+          'train_top1': float(np.mean(clf.predict(train_x) == train_y))}

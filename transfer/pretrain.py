@@ -1,0 +1,68 @@
+"""The embedded pretraining source: a ResNet this project trains on digits 0-4.
+
+It stands in for ImageNet weights so the transfer ablation runs offline: the
+model is trained from scratch on scikit-learn's digits `pretrain.classes` and
+exported with `transfer.convert.save_converted`, the format of converted
+torchvision/Keras weights, so every consumer reads it like real weights.
+It is trained once per cache directory and reused afterwards.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import ml_collections
+
+from common.errors import UserError
+from transfer import convert
+
+SOURCE = 'scikit-learn digits {classes}, {size}x{size} RGB, trained from scratch by transfer.pretrain'
+
+
+def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The scratch run that makes the source model: same arch, style and image size."""
+  p = config.pretrain
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.seed = 0  # one source shared by every seed of the target task
+  c.mode = 'scratch'
+  c.data.update(name='digits', classes=p.classes, train_per_class=p.train_per_class,
+                test_fraction=p.test_fraction,
+                test_limit=0, batch_size=p.batch_size, augment=p.augment,
+                crop_scale=p.crop_scale)
+  c.model.update(weights='', include_top=False)
+  c.freeze.rules = ()
+  c.optim.update(lr=p.lr, weight_decay=p.weight_decay, warmup_steps=0)
+  c.train.update(epochs=p.epochs, eval_every=0, checkpoint=True, checkpoint_every=0,
+                 keep_checkpoints=1)
+  c.features.dir = ''
+  c.ablation.modes = ()
+  c.pretrain.dir = ''
+  return c
+
+
+def ensure_pretrained(config: ml_collections.ConfigDict, cache_dir: str) -> str:
+  """The directory of the source weights under `cache_dir`, training them if absent."""
+  from transfer import train  # the loop imports this module lazily too
+  out = os.path.join(cache_dir, 'weights')
+  if os.path.exists(os.path.join(out, convert.METADATA_FILE)):
+    return out
+  if config.data.name != 'digits':
+    raise UserError("model.weights='pretrain' is the digits source model; for other data pass "
+                    'converted ImageNet weights (python -m launch.convert)')
+  pcfg = pretrain_config(config)
+  print(f'pretraining the source {config.model.arch} on digits {pcfg.data.classes} '
+        f'(once; cached in {out})', flush=True)
+  summary, variables = train.run(pcfg, os.path.join(cache_dir, 'run'))
+  if variables is None:
+    raise UserError(f'the pretraining run in {cache_dir}/run finished without a checkpoint; '
+                    'delete that directory and run again')
+  if os.path.exists(out):
+    shutil.rmtree(out)  # an export cut short: metadata.json is written last
+  convert.save_converted(out, variables, {
+      'arch': pcfg.model.arch, 'style': pcfg.model.style, 'include_top': True,
+      'num_classes': int(variables['params']['head']['bias'].shape[0]),
+      'preprocess_style': pcfg.model.style,
+      'source': SOURCE.format(classes=pcfg.data.classes, size=pcfg.data.image_size),
+      'image_size': pcfg.data.image_size, 'source_test_top1': summary['top1'],
+  })
+  return out
