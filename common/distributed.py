@@ -5,10 +5,20 @@ settings, `JAX_COORDINATOR_ADDRESS=host:port JAX_NUM_PROCESSES=N
 JAX_PROCESS_ID=i`, or on a cluster JAX detects by itself (SLURM, Open MPI,
 Cloud TPU) when `ADVCNN_DISTRIBUTED=auto`. Process 0 alone writes metrics,
 images and tables; orbax writes checkpoints cooperatively.
+
+Joining is bounded by `ADVCNN_INIT_TIMEOUT` seconds (default 60): JAX itself
+waits 5 minutes and then aborts, e.g. when process 0 was told of more processes
+than were started. After joining, every process publishes its
+`JAX_NUM_PROCESSES` through the runtime's key-value store and all compare,
+because JAX accepts a process that was told of more processes than process 0
+was (and reports process 0's count) without complaint.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 
 import jax
 import numpy as np
@@ -16,13 +26,22 @@ import numpy as np
 from common.errors import UserError
 
 _ENV = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
+_TIMEOUT_ENV = 'ADVCNN_INIT_TIMEOUT'
+_DEFAULT_TIMEOUT_S = 60
+# JAX's own deadline comes this much later than ours, so ours (a one-line error,
+# exit code 2) fires first instead of JAX's abort with a C++ stack trace.
+_JAX_TIMEOUT_MARGIN_S = 30
 
 
 def initialize() -> None:
   """Call once, before any other JAX work; a no-op for single-process runs."""
   given = {k: os.environ.get(k) for k in _ENV if os.environ.get(k)}
   if os.environ.get('ADVCNN_DISTRIBUTED') == 'auto':
-    jax.distributed.initialize()
+    timeout = init_timeout()
+    with _deadline(timeout, "the cluster's processes did not all join the distributed runtime "
+                   f'within {timeout}s; check that every process was started, or raise '
+                   f'{_TIMEOUT_ENV}'):
+      jax.distributed.initialize(initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
     return
   if not given:
     return
@@ -38,7 +57,76 @@ def initialize() -> None:
   if jax.config.jax_platforms in (None, '', 'cpu') or os.environ.get('JAX_PLATFORMS') == 'cpu':
     # CPU collectives across processes need gloo (GPU/TPU bring their own).
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize(given['JAX_COORDINATOR_ADDRESS'], n, pid)
+  address, timeout = given['JAX_COORDINATOR_ADDRESS'], init_timeout()
+  with _deadline(timeout, f'process {pid} waited {timeout}s for the other processes at {address} '
+                 f'(it was told JAX_NUM_PROCESSES={n}); start every process with the same '
+                 'JAX_NUM_PROCESSES and a distinct JAX_PROCESS_ID, or raise '
+                 f'{_TIMEOUT_ENV} if they start far apart'):
+    jax.distributed.initialize(address, n, pid,
+                               initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
+  check_process_count(n, timeout)
+
+
+def init_timeout() -> int:
+  """Seconds to wait for all processes to join: `ADVCNN_INIT_TIMEOUT`, default 60."""
+  value = os.environ.get(_TIMEOUT_ENV, '')
+  if not value:
+    return _DEFAULT_TIMEOUT_S
+  try:
+    timeout = int(value)
+  except ValueError:
+    timeout = 0
+  if timeout < 1:
+    raise UserError(f'{_TIMEOUT_ENV}={value} is not a positive whole number of seconds; '
+                    f'e.g. {_TIMEOUT_ENV}=300')
+  return timeout
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float, message: str):
+  """Exit with code 2 and `message` on stderr unless the block ends within `seconds`.
+
+  A watchdog thread, since JAX's connect blocks in C++ (releasing the GIL) and
+  ends a timed-out wait by aborting the whole process.
+  """
+  done = threading.Event()
+
+  def watch():
+    if not done.wait(seconds):
+      sys.stderr.write(f'error: {message}\n')
+      sys.stderr.flush()
+      os._exit(2)
+
+  threading.Thread(target=watch, daemon=True, name='distributed-init-deadline').start()
+  try:
+    yield
+  finally:
+    done.set()
+
+
+def check_process_count(declared: int, timeout: int) -> None:
+  """Every process of the run must have been started with the same JAX_NUM_PROCESSES.
+
+  Each publishes its count in the distributed key-value store and reads everyone
+  else's, so all processes (not only the odd one out) stop with the same error.
+  """
+  from jax._src import distributed as jax_distributed  # the runtime's client, as orbax uses it
+  client = jax_distributed.global_state.client
+  pid, joined = jax.process_index(), jax.process_count()
+  client.key_value_set(f'advcnn/num_processes/{pid}', str(declared))
+  counts = {}
+  try:
+    for i in range(joined):
+      counts[i] = int(client.blocking_key_value_get(f'advcnn/num_processes/{i}', timeout * 1000))
+  except Exception as e:  # the runtime raises its own error type on a deadline
+    raise UserError(f'process {pid} could not read the other processes\' JAX_NUM_PROCESSES '
+                    f'within {timeout}s ({type(e).__name__}); restart all processes') from None
+  if joined == declared and set(counts.values()) == {declared}:
+    return
+  told = ', '.join(f'process {i}: {c}' for i, c in counts.items())
+  raise UserError(f'processes disagree on JAX_NUM_PROCESSES ({told}; {joined} joined the run); '
+                  'start every process with the same JAX_NUM_PROCESSES, equal to the number '
+                  'of processes launched')
 
 
 def is_main() -> bool:

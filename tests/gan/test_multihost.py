@@ -1,14 +1,18 @@
 """Two processes on localhost (CPU, JAX's distributed runtime): one run, identical parameters
-on both, disjoint data shards, one cooperative checkpoint, metrics written once."""
+on both, disjoint data shards, one cooperative checkpoint, metrics written once; processes
+started with different JAX_NUM_PROCESSES stop with exit code 2 instead of hanging."""
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
+from common import distributed
+from common.errors import UserError
 from tests.gan.test_train import REPO
 
 SCRIPT = r'''
@@ -62,3 +66,58 @@ def test_two_processes_train_one_model(tmp_path):
   assert sorted(os.listdir(os.path.join(wd, 'checkpoints'))) == ['20']
   rows = [json.loads(l) for l in open(os.path.join(wd, 'metrics.jsonl'))]
   assert [r['step'] for r in rows if 'loss_d' in r] == [20]  # written once, by process 0
+
+
+def _launch_two(tmp_path, counts, timeout_s):
+  """launch.gan as processes 0 and 1 told JAX_NUM_PROCESSES=counts[0] and counts[1]."""
+  port = _free_port()
+  procs = []
+  for pid, n in enumerate(counts):
+    env = {**os.environ, 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': str(n),
+           'JAX_PROCESS_ID': str(pid), 'JAX_PLATFORMS': 'cpu', 'ADVCNN_INIT_TIMEOUT': str(timeout_s)}
+    env.pop('XLA_FLAGS', None)
+    procs.append(subprocess.Popen(
+        [sys.executable, '-m', 'launch.gan', '--config=gan/configs/toy2d.py:ring8,quick',
+         f'--workdir={tmp_path}/run'], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+  return [(p, *p.communicate(timeout=120)) for p in procs]
+
+
+@pytest.mark.slow
+def test_process_told_more_processes_than_process_0_exits_2(tmp_path):
+  # JAX itself lets process 1 (told 3) join process 0's run of 2 and reports 2 processes to both.
+  t0 = time.monotonic()
+  results = _launch_two(tmp_path, (2, 3), timeout_s=60)
+  assert time.monotonic() - t0 < 60  # found by comparing counts, not by waiting for a timeout
+  for p, _, err in results:
+    assert p.returncode == 2, err[-3000:]
+    assert err.strip() == ('error: processes disagree on JAX_NUM_PROCESSES (process 0: 2, '
+                           'process 1: 3; 2 joined the run); start every process with the same '
+                           'JAX_NUM_PROCESSES, equal to the number of processes launched')
+  assert not os.path.exists(tmp_path / 'run')
+
+
+@pytest.mark.slow
+def test_process_0_told_more_processes_than_started_exits_2_after_timeout(tmp_path):
+  # JAX itself waits for the missing process for 5 minutes, then aborts with a stack trace.
+  t0 = time.monotonic()
+  results = _launch_two(tmp_path, (3, 2), timeout_s=5)
+  assert time.monotonic() - t0 < 60
+  for pid, (p, _, err) in enumerate(results):
+    assert p.returncode == 2, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err[-3000:]
+    assert lines[0].startswith(f'error: process {pid} waited 5s for the other processes at 127.0.0.1:')
+    assert f'(it was told JAX_NUM_PROCESSES={3 - pid}); start every process with the same ' \
+           'JAX_NUM_PROCESSES' in lines[0]
+  assert not os.path.exists(tmp_path / 'run')
+
+
+@pytest.mark.parametrize('value', ['0', 'soon', '-5'])
+def test_bad_init_timeout_is_refused(monkeypatch, value):
+  monkeypatch.setenv('JAX_COORDINATOR_ADDRESS', '127.0.0.1:1')
+  monkeypatch.setenv('JAX_NUM_PROCESSES', '2')
+  monkeypatch.setenv('JAX_PROCESS_ID', '0')
+  monkeypatch.setenv('ADVCNN_INIT_TIMEOUT', value)
+  with pytest.raises(UserError, match=f'ADVCNN_INIT_TIMEOUT={value} is not a positive whole'):
+    distributed.initialize()
