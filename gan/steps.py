@@ -26,7 +26,7 @@ import optax
 
 from common import rng as rng_lib
 from common.distributed import to_host
-from common.sharding import constrain_batch
+from common.sharding import constrain_batch, constrain_state
 from gan import conditional
 from gan import losses as losses_lib
 from gan.models import sample_noise
@@ -92,6 +92,7 @@ class GanSteps:
     self.batch = config.data.batch_size
     self.num_classes = int(config.model.get('num_classes', 0))
     self.aux_weight = float(config.loss.get('aux_weight', 1.0))
+    self.state_layout = (config.sharding.params, config.sharding.min_size)
     self.train_chunk = jax.jit(self._train_chunk, static_argnums=2, donate_argnums=0)
     self.sample = jax.jit(self._sample, static_argnums=2)
 
@@ -156,8 +157,13 @@ class GanSteps:
         loss += lcfg.gp_weight * gp
         metrics['gp'] = gp
       if lcfg.r1_gamma > 0:
-        r1 = losses_lib.r1_penalty(d_fn, real)
-        loss += 0.5 * lcfg.r1_gamma * r1
+        every = int(lcfg.get('r1_every', 1))
+        if every == 1:
+          r1 = losses_lib.r1_penalty(d_fn, real)
+        else:  # lazy R1: every `every`-th round, weighted `every` times (StyleGAN2)
+          r1 = jax.lax.cond(state['step'] % every == 0,
+                            lambda: losses_lib.r1_penalty(d_fn, real), lambda: jnp.zeros(()))
+        loss += 0.5 * lcfg.r1_gamma * every * r1
         metrics['r1'] = r1
       return loss, (new_d, metrics)
 
@@ -218,11 +224,16 @@ class GanSteps:
       labels = self.train_labels(label_keys[n_d + j], self.batch) if self.conditional else None
       state, metrics_g = self.g_step(state, g_keys[j], labels)
       metrics.update(metrics_g)
-    return {**state, 'step': state['step'] + 1}, metrics
+    state = {**state, 'step': state['step'] + 1}
+    # fsdp: the carry stays in its shards from round to round (a no-op when replicated).
+    return constrain_state(state, self.mesh, *self.state_layout), metrics
 
   def _train_chunk(self, state: State, batches: Any, num_rounds: int) -> tuple[State, dict]:
     """`num_rounds` rounds fused with lax.scan; metrics are per-round [num_rounds]."""
-    return jax.lax.scan(self.round, state, batches, length=num_rounds)
+    state, metrics = jax.lax.scan(self.round, state, batches, length=num_rounds)
+    # fsdp: hand the state back in the layout it came in (a no-op when replicated), so the next
+    # call reuses this compilation; XLA may otherwise pick other shardings for the loop's result.
+    return constrain_state(state, self.mesh, *self.state_layout), metrics
 
   def train_labels(self, key: jax.Array, n: int) -> jax.Array:
     """Uniform fake labels [n] for a training batch, laid out like the noise."""

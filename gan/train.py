@@ -8,6 +8,7 @@ a resumed run replays exactly the chunks of an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import os
@@ -103,6 +104,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   losses.get_loss(config.loss.name)
   if config.loss.gp_weight < 0 or config.loss.r1_gamma < 0:
     raise UserError('loss.gp_weight and loss.r1_gamma must be >= 0')
+  if config.loss.get('r1_every', 1) < 1:
+    raise UserError(f'loss.r1_every must be >= 1 (1 = R1 every round), got {config.loss.r1_every}')
   if config.model.name not in models.MODELS:
     raise unknown_name('model', config.model.name, models.MODELS)
   compute_dtype(config.model.dtype)
@@ -119,6 +122,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'eval.fid_every must be at least 1, got {config.eval.fid_every}')
   evaluation.check_metrics(config, metric_names, config.eval.num_samples,
                            config.eval.inception_weights, config.eval.reference_stats)
+  sharding.check_param_mode(config.sharding.params, config.sharding.min_size)
 
 
 def compute_dtype(name: str) -> str:
@@ -128,6 +132,21 @@ def compute_dtype(name: str) -> str:
   if name not in ('float32', 'bfloat16'):
     raise unknown_name('model.dtype', name, ['float32', 'bfloat16', 'auto'])
   return name
+
+
+def init_state(steps: GanSteps, config: ml_collections.ConfigDict, key: jax.Array,
+               data_shape: tuple[int, ...], mesh) -> dict:
+  """The initial train state laid out as `config.sharding.params` asks.
+
+  fsdp initialises under jit straight into the shards, so no device ever holds the whole state
+  (its initial weights may differ from replicated's in the last bits: XLA fuses the init).
+  """
+  mode, min_size = config.sharding.params, config.sharding.min_size
+  if mode == 'replicated':
+    return sharding.replicate(steps.init(key, data_shape), mesh)
+  init = functools.partial(steps.init, data_shape=data_shape)
+  out = sharding.state_shardings(jax.eval_shape(init, key), mesh, mode, min_size)
+  return jax.jit(init, out_shardings=out)(key)
 
 
 def _next_boundary(step: int, every: int) -> int:
@@ -264,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   sharding.check_batch(config.data.batch_size, mesh)
   steps = GanSteps(generator, discriminator, config, gdata.real_fn, mesh)
   key = rng_lib.root_key(config.seed)
-  state = sharding.replicate(steps.init(rng_lib.stream(key, 'init'), gdata.shape), mesh)
+  state = init_state(steps, config, rng_lib.stream(key, 'init'), gdata.shape, mesh)
   ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
   start = 0
   if ckpt.latest_step() is not None:

@@ -16,7 +16,9 @@ def base_config() -> ml_collections.ConfigDict:
   # CPU); parameters and optimiser states stay float32 either way.
   # name: minimax | ns | lsgan | hinge | wgan; gp_weight (WGAN-GP) and r1_gamma (R1) add penalties.
   # aux_weight: ACGAN's class cross-entropy weight in both D and G losses.
-  c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0, aux_weight=1.0)
+  # r1_every > 1 is lazy R1 (Karras et al. 2020): the penalty only every r1_every-th round,
+  # weighted r1_every times, which keeps its effect and saves most of its double backprop.
+  c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0, r1_every=1, aux_weight=1.0)
   # One round = n_d discriminator steps then n_g generator steps; `steps` counts rounds.
   # lr_decay: constant | linear | cosine (to 0 over the run, for both players).
   c.train = dict(steps=2000, n_d=1, n_g=1, optimizer='adam', g_lr=1e-3, d_lr=1e-3, b1=0.5,
@@ -27,6 +29,11 @@ def base_config() -> ml_collections.ConfigDict:
   # (pytorch-fid's .pth). reference_stats: a statistics .npz to use instead of the cached ones.
   c.eval = dict(num_samples=2500, plots=True, grid_size=64, metrics=(), fid_every=1000,
                 inception_weights='', reference_stats='')
+  # How the train state (parameters, optimiser states, EMA) lies on the devices' `data` axis:
+  # params: replicated (a full copy per device) | fsdp (each array of at least min_size elements
+  # split along its largest dimension divisible by the device count; for models too large to
+  # replicate). Batches are sharded along `data` either way; results match to float rounding.
+  c.sharding = dict(params='replicated', min_size=2**14)
   c.log_every = 100
   c.eval_every = 500
   c.checkpoint_every = 1000

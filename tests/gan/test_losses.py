@@ -139,3 +139,35 @@ def test_gradient_penalty_interpolates_between_real_and_fake():
 def test_gradient_penalty_shape_mismatch():
   with pytest.raises(UserError, match='equal batch sizes'):
     losses.gradient_penalty(_d_fn, jnp.zeros((4, 2, 2)), jnp.zeros((3, 2, 2)), jax.random.key(0))
+
+
+def _d_update(r1_gamma, r1_every, step):
+  """D params after one D step of the toy ring8 MLP GAN from a fixed state at round `step`."""
+  from gan import train
+  from gan.configs.toy2d import get_config
+  from gan.steps import GanSteps
+  config = get_config('ring8,quick')
+  config.model.hidden, config.data.batch_size = 16, 32
+  config.loss.r1_gamma, config.loss.r1_every = r1_gamma, r1_every
+  config.train.optimizer = 'sgd'  # updates proportional to the gradients
+  gdata = train.build_data(config)
+  steps = GanSteps(*train.build_models(config, gdata.shape), config, gdata.real_fn)
+  state = steps.init(jax.random.key(0), gdata.shape)
+  state['step'] = jnp.asarray(step, jnp.int32)
+  real = gdata.real_fn(jax.random.key(1), None)
+  new, metrics = steps.d_step(state, real, jax.random.key(2))
+  return jax.tree.leaves(new['d']['params']), float(metrics.get('r1', 0.0))
+
+
+def test_lazy_r1_applies_k_times_the_penalty_every_kth_round_only():
+  full_k, r1_full = _d_update(0.4, 1, step=8)   # the penalty weighted 4 x 0.1
+  lazy_on, r1_on = _d_update(0.1, 4, step=8)    # 8 % 4 == 0: penalty round
+  lazy_off, r1_off = _d_update(0.1, 4, step=9)  # no penalty this round
+  plain, _ = _d_update(0.0, 1, step=9)
+  assert r1_on == pytest.approx(r1_full) and r1_on > 0 and r1_off == 0.0
+  for a, b in zip(lazy_on, full_k):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  for a, b in zip(lazy_off, plain):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # and the penalty round really differs from a plain step (the check above can fail)
+  assert max(float(np.abs(a - b).max()) for a, b in zip(lazy_on, plain)) > 1e-6
