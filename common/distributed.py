@@ -140,7 +140,11 @@ def barrier(name: str) -> None:
 
 
 def to_host(x: jax.Array) -> np.ndarray:
-  """A replicated (or fully addressable) array as numpy on every process."""
+  """A global array as numpy on every process (a collective when it is sharded over processes:
+  every process must call it)."""
   if getattr(x, 'is_fully_addressable', True):
     return np.asarray(x)
-  return np.asarray(x.addressable_data(0))
+  if x.sharding.is_fully_replicated:
+    return np.asarray(x.addressable_data(0))
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))

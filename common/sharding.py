@@ -1,15 +1,25 @@
-"""One code path for 1 device and many: a `data` mesh axis, sharded batches, replicated state.
+"""One code path for 1 device and many: a `data` mesh axis, sharded batches, and a train state
+either replicated or fully sharded (FSDP) along the same axis.
 
 With a single device every helper here is a no-op in effect, so the same
 training code runs on a laptop CPU, one GPU, or a pod slice.
 """
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from common.errors import UserError
+from common.errors import UserError, unknown_name
+
+# How a train state (parameters, optimiser states, EMA) is laid out over the `data` axis:
+# replicated: a full copy on every device (data parallelism);
+# fsdp: each large array split along one dimension (ZeRO-3 / fully sharded data parallelism),
+#   gathered by XLA where a computation needs it whole; memory per device ~ 1 / devices.
+PARAM_MODES = ('replicated', 'fsdp')
 
 
 def data_mesh() -> Mesh:
@@ -34,6 +44,50 @@ def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
 
 def replicate(tree, mesh: Mesh):
   return jax.device_put(tree, replicated(mesh))
+
+
+def check_param_mode(mode: str, min_size: int) -> None:
+  if mode not in PARAM_MODES:
+    raise unknown_name('sharding.params', mode, PARAM_MODES)
+  if min_size < 0:
+    raise UserError(f'sharding.min_size must be >= 0, got {min_size}')
+
+
+def fsdp_spec(shape: tuple[int, ...], devices: int, min_size: int = 0) -> P:
+  """P('data') on the largest dimension of `shape` divisible by `devices` (the first such if
+  several are as large); P() (replicated) if none is, or if the array has fewer than
+  `min_size` elements (gathering it would cost more than the memory saved)."""
+  if devices == 1 or math.prod(shape) < min_size:
+    return P()
+  dims = [i for i, d in enumerate(shape) if d >= devices and d % devices == 0]
+  if not dims:
+    return P()
+  axis = max(dims, key=lambda i: shape[i])  # max keeps the first of equal sizes
+  return P(*([None] * axis), 'data')
+
+
+def state_shardings(tree: Any, mesh: Mesh, mode: str = 'replicated', min_size: int = 0) -> Any:
+  """A NamedSharding for every leaf of `tree` (arrays or shape structs) under `mode`."""
+  check_param_mode(mode, min_size)
+  if mode == 'replicated':
+    return jax.tree.map(lambda _: replicated(mesh), tree)
+  n = mesh.shape['data']
+  return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(tuple(np.shape(x)), n, min_size)),
+                      tree)
+
+
+def shard_state(tree: Any, mesh: Mesh, mode: str = 'replicated', min_size: int = 0) -> Any:
+  """Put a train state on the mesh: replicated, or each large array split along `data` (fsdp)."""
+  return jax.device_put(tree, state_shardings(tree, mesh, mode, min_size))
+
+
+def constrain_state(tree: Any, mesh: Mesh | None, mode: str = 'replicated',
+                    min_size: int = 0) -> Any:
+  """Inside jit: keep an fsdp state laid out as `shard_state` put it (e.g. a scan's carry), so
+  XLA gathers parameters for the computation but stores them, and their updates, sharded."""
+  if mesh is None or mode == 'replicated' or mesh.devices.size == 1:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, state_shardings(tree, mesh, mode, min_size))
 
 
 def global_batch(local: np.ndarray, mesh: Mesh, batch_axis: int = 0) -> jax.Array:

@@ -407,9 +407,10 @@ def evaluate_workdir(workdir: str, metrics: str | list[str] | None = None,
   # Only the state's structure is needed to restore it: no eager init (seconds of op compiles).
   abstract = jax.eval_shape(functools.partial(steps.init, data_shape=tuple(shape)),
                             rng_lib.stream(key, 'init'))
-  replicated = sharding.replicated(mesh)
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                          abstract)
+  layout = sharding.state_shardings(abstract, mesh, config.sharding.params,
+                                    config.sharding.min_size)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, layout)
   ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
   try:
     state, _, step = ckpt.restore(abstract)
