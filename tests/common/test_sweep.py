@@ -1,16 +1,23 @@
-"""Sweeps: SPEC parsing, the grid, skip on rerun, failed points, the mean ± std table."""
+"""Sweeps: SPEC parsing, the grid, skip on rerun, failed points, the mean ± std table, and a
+sweep killed mid-way picking up where it stopped."""
 import csv
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
 import launch.sweep
 from common import cli, sweep
 from common.errors import UserError
+from common.writers import read_metrics
 
 TOY = 'gan/configs/toy2d.py:ring8,quick'
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_parse_spec_values_and_ranges():
@@ -84,3 +91,71 @@ def test_cli_bad_sweep_exits_2(tmp_path, capsys):
                                               f'--workdir={tmp_path}/s', '--sweep=']))
   assert e.value.code == 2
   assert capsys.readouterr().err.count('\n') == 1
+
+
+def _files(root: str) -> dict[str, tuple[bytes, int]]:
+  """Every file under `root`: (contents, mtime in ns), by relative path."""
+  out = {}
+  for d, _, names in os.walk(root):
+    for n in names:
+      path = os.path.join(d, n)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, root)] = (f.read(), os.stat(path).st_mtime_ns)
+  return out
+
+
+@pytest.mark.slow
+def test_killed_sweep_reruns_only_what_did_not_finish(tmp_path):
+  """SIGKILL a whole sweep (its process group) once a point has finished and the next has a
+  checkpoint; the rerun skips finished points untouched, resumes the interrupted one from its
+  checkpoint, runs the rest, and tables every point."""
+  wd = str(tmp_path / 'sweep')
+  spec = 'loss.name=ns,hinge seed=0:2'
+  cmd = [sys.executable, '-m', 'launch.sweep', f'--config={TOY}', f'--workdir={wd}',
+         f'--sweep={spec}', '--parallel=1', '--metrics=modes,high_quality']
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  env.pop('XLA_FLAGS', None)
+  names = [sweep.point_name(p) for p in sweep.grid(sweep.parse_spec(spec))]
+  dirs = {n: os.path.join(wd, 'points', n) for n in names}
+  finished = lambda: [n for n in names if os.path.exists(os.path.join(dirs[n], 'summary.json'))]
+  checkpointed = lambda: [n for n in names if n not in finished()
+                          and os.path.isdir(os.path.join(dirs[n], 'checkpoints', '100'))]
+  with open(tmp_path / 'first.log', 'w') as log:
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+      deadline = time.monotonic() + 900
+      while not (finished() and checkpointed()):
+        assert proc.poll() is None, 'the sweep ended before it could be interrupted'
+        assert time.monotonic() < deadline, 'no point finished in time'
+        time.sleep(0.2)
+    finally:
+      os.killpg(proc.pid, signal.SIGKILL)  # the sweep and the point it is running
+      proc.wait()
+  done, interrupted = finished(), checkpointed()
+  assert 1 <= len(done) < len(names) and len(interrupted) == 1
+  before = {n: _files(dirs[n]) for n in done}
+  resumed = interrupted[0]
+  ckpt_100 = _files(os.path.join(dirs[resumed], 'checkpoints', '100'))
+  early_rows = [r for r in read_metrics(dirs[resumed]) if r['step'] <= 100]
+  assert early_rows
+
+  rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert (f'{len(names)} points: {len(names) - len(done)} ran, {len(done)} skipped '
+          '(finished before), 0 failed') in rerun.stdout
+  for n in done:  # not rerun: every file byte-for-byte, with its old mtime
+    assert _files(dirs[n]) == before[n], n
+  # Resumed from its checkpoint, not started over: checkpoint 100 and the rows up to it stay.
+  assert _files(os.path.join(dirs[resumed], 'checkpoints', '100')) == ckpt_100
+  assert [r for r in read_metrics(dirs[resumed]) if r['step'] <= 100] == early_rows
+  summaries = {n: json.load(open(os.path.join(dirs[n], 'summary.json'))) for n in names}
+  assert all(s['step'] == 200 for s in summaries.values())
+  rows = list(csv.DictReader(open(os.path.join(wd, 'results.csv'))))
+  assert sorted(r['loss.name'] for r in rows) == ['hinge', 'ns']
+  for r in rows:
+    assert r['seeds'] == '2' and r['failed'] == '0'
+    mine = [s['modes'] for n, s in summaries.items() if n.startswith(f'loss.name-{r["loss.name"]}__')]
+    assert len(mine) == 2 and float(r['modes_mean']) == pytest.approx(np.mean(mine))
+  table = open(os.path.join(wd, 'results.md')).read()
+  assert '| ns | 2 |' in table and '| hinge | 2 |' in table and 'Failed points' not in table
