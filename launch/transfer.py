@@ -6,16 +6,19 @@ scratch vs feature extraction vs fine-tuning vs two-phase over 5 seeds.
 import os
 import sys
 
-from common import cli
+from common import cli, distributed
 
 DEFAULT_CONFIG = 'transfer/configs/digits.py'
 
 
 def main(argv: list[str]) -> None:
   fv, spec = cli.parse(argv, DEFAULT_CONFIG)
+  distributed.initialize()
   workdir = fv.workdir or cli.default_workdir(spec)
   from transfer import train  # after flag parsing, so bad flags fail fast
   summary = train.train_and_evaluate(fv.config, workdir)
+  if not distributed.is_main():
+    return
   if fv.config.ablation.modes:
     print(f'results in {workdir}: results.md, results.csv, images/ablation.png, summary.json, '
           f'metrics.jsonl, runs/')

@@ -16,32 +16,62 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from common import distributed, sharding
 from common.errors import UserError
 from transfer import preprocess, resnet
 
 
 @functools.lru_cache(maxsize=8)
-def forward_fn(model: resnet.ResNet, style: str):
+def forward_fn(model: resnet.ResNet, style: str, mesh: Mesh | None = None):
   """Jitted (variables, uint8 images [B, H, W, 3]) -> (logits [B, classes], pooled [B, C]).
 
   Evaluation and feature extraction share it, so a model compiles once for both.
+  With a `mesh` the outputs come back replicated over it (see `sharded_forward`).
   """
   def forward(variables, images):
     logits, stages = model.apply(variables, preprocess(images, style), capture_stages=True)
     return logits, stages['pool']
-  return jax.jit(forward)
+  if mesh is None:
+    return jax.jit(forward)
+  return jax.jit(forward, out_shardings=sharding.replicated(mesh))
+
+
+def sharded_forward(model: resnet.ResNet, style: str, mesh: Mesh):
+  """`forward_fn` with the batch split over the mesh's `data` axis (data-parallel inference).
+
+  Returns `apply(variables, images)`: variables replicated on the mesh, host uint8
+  images [B, H, W, 3] (the same on every process) -> numpy (logits [B, classes],
+  pooled [B, C]). B is padded to a multiple of the devices; each process puts its
+  own contiguous slice on its devices (the mesh lists devices process by process).
+  """
+  fn = forward_fn(model, style, mesh)
+  n, processes, rank = mesh.devices.size, jax.process_count(), jax.process_index()
+
+  def apply(variables, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    b = len(images)
+    if b % n:
+      images = np.concatenate([images, np.zeros((-b % n,) + images.shape[1:], images.dtype)])
+    per = len(images) // processes
+    local = images[rank * per:(rank + 1) * per]
+    logits, pooled = fn(variables, sharding.global_batch(local, mesh))
+    return distributed.to_host(logits)[:b], distributed.to_host(pooled)[:b]
+  return apply
 
 
 def extract(model: resnet.ResNet, variables: Mapping[str, Any], style: str, source,
-            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+            batch_size: int = 64, mesh: Mesh | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Pooled features [N, C] float32 and labels [N] of every record of `source`, in order.
 
   `model` has a head (its output is dropped). Batches are padded to
-  `batch_size`, so the backbone compiles once.
+  `batch_size`, so the backbone compiles once; they are split over `mesh`
+  (default: every device, `sharding.data_mesh`).
   """
-  apply = forward_fn(model, style)
-  bvars = {'params': variables['params'], 'batch_stats': variables['batch_stats']}
+  mesh = mesh or sharding.data_mesh()
+  apply = sharded_forward(model, style, mesh)
+  bvars = sharding.replicate({'params': variables['params'],
+                              'batch_stats': variables['batch_stats']}, mesh)
   feats, labels = [], []
   n = len(source)
   b = batch_size
@@ -51,7 +81,7 @@ def extract(model: resnet.ResNet, variables: Mapping[str, Any], style: str, sour
     images = batch['image']
     if valid < b:
       images = np.concatenate([images, np.zeros((b - valid,) + images.shape[1:], images.dtype)])
-    feats.append(np.asarray(apply(bvars, images)[1])[:valid])
+    feats.append(apply(bvars, images)[1][:valid])
     labels.append(np.asarray(batch['label']))
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int32)
 
@@ -68,10 +98,13 @@ def weights_id(weights: str) -> str:
 
 
 def cached_features(cache_dir: str, key: str, model: resnet.ResNet, variables: Mapping[str, Any],
-                    style: str, source, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                    style: str, source, batch_size: int = 64, mesh: Mesh | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
   """`extract`, stored as `cache_dir/<key>.npz` and read back on later calls.
 
-  `key` must identify the weights, the preprocessing and the records.
+  `key` must identify the weights, the preprocessing and the records. In a
+  multi-process run every process extracts (the batch is split over all of
+  them) and process 0 alone writes the file.
   """
   path = os.path.join(cache_dir, f'{key}.npz')
   if os.path.exists(path):
@@ -80,11 +113,13 @@ def cached_features(cache_dir: str, key: str, model: resnet.ResNet, variables: M
         return f['features'], f['labels']
     except (OSError, ValueError, KeyError):
       pass  # a torn write from an interrupted run: compute again
-  features, labels = extract(model, variables, style, source, batch_size)
-  os.makedirs(cache_dir, exist_ok=True)
-  tmp = path + '.tmp.npz'
-  np.savez(tmp, features=features, labels=labels)
-  os.replace(tmp, path)
+  features, labels = extract(model, variables, style, source, batch_size, mesh)
+  if distributed.is_main():
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = path + '.tmp.npz'
+    np.savez(tmp, features=features, labels=labels)
+    os.replace(tmp, path)
+  distributed.barrier('features')  # later calls find the whole file on every process
   return features, labels
 
 

@@ -8,6 +8,12 @@ them (no augmentation, BatchNorm in inference mode).
 
 Learning rates and schedules are runtime arguments of the jitted step, so one
 compilation serves every seed and every phase with the same structure.
+
+One code path serves 1 device and many: the state is replicated over a mesh
+of every device (`common.sharding.data_mesh`), each global batch is split
+along its `data` axis, and BatchNorm statistics are those of the global batch.
+In a multi-process run each process reads its slice of every batch and
+process 0 alone writes metrics, the summary and images.
 """
 from __future__ import annotations
 
@@ -25,9 +31,12 @@ import ml_collections
 import numpy as np
 import optax
 from flax import traverse_util
+from jax.sharding import Mesh
 
 from common import data as common_data
+from common import distributed
 from common import rng as rng_lib
+from common import sharding
 from common.checkpoint import Checkpointer
 from common.errors import UserError, unknown_name
 from common.progress import progress
@@ -130,6 +139,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'data.crop_scale must be in (0, 1], got {config.data.crop_scale}')
   if config.features.steps_per_call < 1:
     raise UserError('features.steps_per_call must be at least 1')
+  mesh = sharding.data_mesh()
+  sharding.check_batch(config.data.batch_size, mesh)
+  n = mesh.devices.size
+  if m.weights == 'pretrain' and config.mode != 'scratch' and config.pretrain.batch_size % n:
+    raise UserError(f'pretrain.batch_size {config.pretrain.batch_size} is not divisible by the '
+                    f'{n} devices; use a multiple of {n}')
 
 
 # --- Weights ---------------------------------------------------------------------------------
@@ -213,7 +228,8 @@ def _abstract_params(model: resnet.ResNet, image_size: int):
 
 
 def _phase_functions(config: ml_collections.ConfigDict, model: resnet.ResNet, style: str,
-                     image_size: int, phases: list[Phase]) -> tuple[list[PhaseFns], list[bool]]:
+                     image_size: int, phases: list[Phase], mesh: Mesh | None = None
+                     ) -> tuple[list[PhaseFns], list[bool]]:
   """Each phase's step functions, and whether it trains on cached features."""
   o = config.optim
   fns, cached = [], []
@@ -221,7 +237,7 @@ def _phase_functions(config: ml_collections.ConfigDict, model: resnet.ResNet, st
     spec = step_spec(model, style, image_size, ph.rules, dict(ph.multipliers),
                      optimizer=o.name, weight_decay=o.weight_decay, momentum=o.momentum, b1=o.b1,
                      b2=o.b2, decay_norm_and_bias=o.decay_norm_and_bias, bn_train=ph.bn_train,
-                     augment=config.data.augment, crop_scale=config.data.crop_scale)
+                     augment=config.data.augment, crop_scale=config.data.crop_scale, mesh=mesh)
     probe = phase_fns(spec)
     head_only = all(l == freeze.FROZEN or p[0] == 'head' for p, l in spec.labels)
     # Cached features hold only while every earlier phase left the backbone alone too.
@@ -252,19 +268,20 @@ class StepSpec:
   augment: bool
   cached: bool
   crop_scale: float = 0.08  # smallest crop area fraction of the train augmentation
+  mesh: Mesh | None = None  # batches split along its `data` axis, state replicated over it
 
 
 def step_spec(model: resnet.ResNet, style: str, image_size: int, rules, multipliers: dict, *,
               optimizer: str = 'adamw', weight_decay: float = 0.0, momentum: float = 0.9,
               b1: float = 0.9, b2: float = 0.999, decay_norm_and_bias: bool = False,
               bn_train: bool = False, augment: bool = False, cached: bool = False,
-              crop_scale: float = 0.08) -> StepSpec:
+              crop_scale: float = 0.08, mesh: Mesh | None = None) -> StepSpec:
   """The StepSpec of a phase trained with freezing `rules` and lr `multipliers`."""
   labels = freeze.group_labels(_abstract_params(model, image_size), rules, multipliers,
                                weight_decay=weight_decay, decay_norm_and_bias=decay_norm_and_bias)
   flat = tuple(sorted(traverse_util.flatten_dict(labels).items()))
   return StepSpec(model, style, image_size, flat, (optimizer, weight_decay, momentum, b1, b2),
-                  bn_train, augment, cached, crop_scale)
+                  bn_train, augment, cached, crop_scale, mesh)
 
 
 @dataclasses.dataclass
@@ -303,7 +320,7 @@ def phase_fns(spec: StepSpec) -> PhaseFns:
       if spec.augment:
         x = random_resized_crop_flip(jax.random.fold_in(hp['key'], t), x, spec.image_size,
                                      scale=(spec.crop_scale, 1.0))
-      x = preprocess(x, spec.style)
+      x = sharding.constrain_batch(preprocess(x, spec.style), spec.mesh)
 
     def loss_fn(tr):
       stats = state['batch_stats']
@@ -334,7 +351,9 @@ def phase_fns(spec: StepSpec) -> PhaseFns:
     k = batches['label'].shape[0]
     return jax.lax.scan(lambda s, inp: step(s, inp, hp), state, (batches, jnp.arange(k)))
 
-  return PhaseFns(tx, labels, jax.jit(chunk, donate_argnums=0))
+  # With a mesh, the new state and the metrics come back replicated over it.
+  out = {} if spec.mesh is None else {'out_shardings': sharding.replicated(spec.mesh)}
+  return PhaseFns(tx, labels, jax.jit(chunk, donate_argnums=0, **out))
 
 
 @functools.lru_cache(maxsize=1)
@@ -355,21 +374,23 @@ class _Run:
   style: str
   weights: str
   feature_key: str  # identifies the backbone and preprocessing in feature-cache names
+  mesh: Mesh
 
   def cached_split(self, variables, split: str) -> tuple[np.ndarray, np.ndarray]:
     source, key = ((self.data.train, self.data.train_key) if split == 'train'
                    else (self.data.test, self.data.test_key))
     cache_dir = self.config.features.dir or os.path.join(self.workdir, 'features')
     return features.cached_features(cache_dir, f'{key}-{self.feature_key}', self.model, variables,
-                                    self.style, source, self.config.data.eval_batch_size)
+                                    self.style, source, self.config.data.eval_batch_size,
+                                    self.mesh)
 
 
-def _hparams(phase: Phase, config, step0: int, key: jax.Array) -> dict:
+def _hparams(phase: Phase, config, step0: int, key: jax.Array, mesh: Mesh) -> dict:
   hp = {'step0': np.int32(step0), 'start': np.int32(phase.start),
         'steps': np.float32(max(phase.end - phase.start, 1)), 'lr': np.float32(phase.lr),
         'warmup': np.float32(config.optim.warmup_steps),
         'cosine': np.bool_(config.optim.schedule == 'cosine'), 'key': key}
-  return jax.device_put(hp, jax.devices()[0])
+  return sharding.replicate(hp, mesh)
 
 
 def _evaluate(run: _Run, state: dict, backbone_unchanged: bool) -> dict:
@@ -377,9 +398,9 @@ def _evaluate(run: _Run, state: dict, backbone_unchanged: bool) -> dict:
   variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
   if backbone_unchanged and run.config.features.cache:
     feats, labels = run.cached_split(variables, 'test')
-    logits = np.asarray(_head_fn()(state['params']['head'], feats))
+    logits = distributed.to_host(_head_fn()(state['params']['head'], feats))
   else:
-    fn = features.forward_fn(run.model, run.style)
+    fn = features.sharded_forward(run.model, run.style, run.mesh)
     logits, labels = evaluate.predict(lambda x: fn(variables, x)[0], run.data.test,
                                       run.config.data.eval_batch_size)
   return evaluate.classification_metrics(logits, labels, run.data.num_classes)
@@ -398,31 +419,34 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict | N
 
   The variables are None when the run had finished before and kept no checkpoint.
   """
-  validate(config)
+  validate(config)  # the batch is checked against the devices here, before any heavy work
+  mesh = sharding.data_mesh()
   data = data_lib.load_data(config.data, seed=config.seed)
   batch = config.data.batch_size
   if batch > len(data.train):
     raise UserError(f'data.batch_size {batch} is larger than the training split '
                     f'({len(data.train)} examples); lower it')
   model = resnet.create_model(config.model.arch, data.num_classes, config.model.style)
-  prepare_workdir(workdir, config)
+  if distributed.is_main():
+    prepare_workdir(workdir, config)
+  distributed.barrier('workdir')
   summary_path = os.path.join(workdir, 'summary.json')
   weights, style = resolve_weights(config, workdir)
-  if not weights and config.mode != 'scratch':
+  if not weights and config.mode != 'scratch' and distributed.is_main():
     print(f'note: model.weights is empty, so {config.mode} starts from a random backbone',
           flush=True)
   _check_head(config, weights, data.num_classes)
   phases = plan_phases(config, len(data.train) // batch)
   total = phases[-1].end
-  fns, cached = _phase_functions(config, model, style, data.image_size, phases)
+  fns, cached = _phase_functions(config, model, style, data.image_size, phases, mesh)
   key = rng_lib.root_key(config.seed)
   variables = init_variables(model, config, weights, rng_lib.stream(key, 'init'))
   this = _Run(config, workdir, data, model, style, weights,
-              feature_key(weights, style, config.seed))
+              feature_key(weights, style, config.seed), mesh)
   state = {'params': variables['params'], 'batch_stats': variables['batch_stats'],
            'opt': {f'phase{i}': f.tx.init(variables['params']) for i, f in enumerate(fns)}}
-  # Committed arrays everywhere: the step's outputs are committed, and a mix would compile twice.
-  state = jax.device_put(state, jax.devices()[0])
+  # Replicated (committed) arrays everywhere, like the step's outputs: a mix would compile twice.
+  state = sharding.replicate(state, mesh)
 
   ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints) if config.train.checkpoint else None
   start, meta = 0, {}
@@ -438,12 +462,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict | N
         if ckpt is not None:
           ckpt.close()
         return done, out
-  writer = MetricWriter(workdir, resume_step=start if start else None)
+  writer = MetricWriter(workdir, resume_step=start if start else None,
+                        enabled=distributed.is_main())
   aug_key = rng_lib.stream(key, 'augment')
   bar = progress(total, initial=start, desc=config.mode)
   # Train metrics since the last log row; a checkpoint between log rows keeps them.
   step, window, last_train = start, list(meta.get('window', [])), {}
   t0 = time.perf_counter()
+  timed_steps, timed_seconds = 0, 0.0  # every call but each phase's first (compilation)
   for i, (ph, fn) in enumerate(zip(phases, fns)):
     if step >= ph.end:
       continue
@@ -453,23 +479,33 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict | N
       per_call = config.features.steps_per_call
     else:
       source, per_call = data.train, 1  # one heavy step per call: a single compilation
-    it = common_data.BatchIterator(common_data.batched(source, batch, seed=config.seed * 1009 + i))
+    # Each process reads its slice of every global batch.
+    it = common_data.BatchIterator(common_data.batched(
+        source, batch, seed=config.seed * 1009 + i, shard_index=jax.process_index(),
+        shard_count=jax.process_count()))
     if meta.get('phase') == i and 'data' in meta:
       it.set_state(meta['data'])
+    first_call = True
     while step < ph.end:
       bounds = [ph.end, _next(step, config.train.log_every)]
       for every in (config.train.eval_every, config.train.checkpoint_every):
         if every:
           bounds.append(_next(step, every))
       k = min(per_call, *(b - step for b in bounds))
-      batches = it.take(k)
-      batches.pop('index', None)
+      t_call = time.perf_counter()
+      local = it.take(k)
+      local.pop('index', None)
+      batches = {name: sharding.global_batch(v, mesh, batch_axis=1) for name, v in local.items()}
       sub = {'params': state['params'], 'batch_stats': state['batch_stats'],
              'opt': state['opt'][f'phase{i}']}
-      sub, metrics = fn.chunk(sub, batches, _hparams(ph, config, step, aug_key))
+      sub, metrics = fn.chunk(sub, batches, _hparams(ph, config, step, aug_key, mesh))
       state = {'params': sub['params'], 'batch_stats': sub['batch_stats'],
                'opt': {**state['opt'], f'phase{i}': sub['opt']}}
-      metrics = jax.device_get(metrics)
+      metrics = jax.tree.map(distributed.to_host, metrics)
+      if not first_call:
+        timed_steps += k
+        timed_seconds += time.perf_counter() - t_call
+      first_call = False
       if not np.all(np.isfinite(metrics['loss'])):
         raise UserError(f'the loss became NaN/inf near step {step} in phase {ph.name}; lower the '
                         'learning rates')
@@ -492,9 +528,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict | N
   train_seconds = time.perf_counter() - t0
   m = _evaluate(this, state, all(cached))
   names = data.class_names
-  evaluate.save_confusion_png(os.path.join(workdir, 'images', 'confusion.png'), m['confusion'],
-                              names, title=f'{config.mode}, seed {config.seed}: top-1 '
-                                           f'{m["top1"]:.3f}')
+  if distributed.is_main():
+    evaluate.save_confusion_png(os.path.join(workdir, 'images', 'confusion.png'), m['confusion'],
+                                names, title=f'{config.mode}, seed {config.seed}: top-1 '
+                                             f'{m["top1"]:.3f}')
   writer.write(step, {'test_top1': m['top1'], 'test_top5': m['top5'], 'test_loss': m['loss']})
   summary = {
       'step': step, 'mode': config.mode, 'seed': config.seed, 'top1': m['top1'],
@@ -504,6 +541,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict | N
       'num_train': len(data.train), 'num_test': len(data.test), 'weights': weights,
       'preprocess_style': style, 'train_seconds': train_seconds,
       **{f'train_{k}': v for k, v in last_train.items() if k != 'lr'},
+      **({'train_images_per_sec': timed_steps * batch / timed_seconds}
+         if timed_steps and timed_seconds > 0 else {}),
   }
   writer.write_summary(summary)
   writer.close()
