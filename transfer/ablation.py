@@ -17,6 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from common import distributed
 from common import rng as rng_lib
 from common.errors import UserError, unknown_name
 from common.workdir import prepare_workdir
@@ -159,7 +160,9 @@ def _bar_plot(path: str, table: list[dict], config: ml_collections.ConfigDict) -
 def run_ablation(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Every (mode, seed) run of `config.ablation`; writes the results files; returns the summary."""
   validate(config)
-  prepare_workdir(workdir, config)
+  if distributed.is_main():
+    prepare_workdir(workdir, config)
+  distributed.barrier('workdir')
   t0 = time.perf_counter()
   weights, style = train.resolve_weights(run_config(config, 'fine_tune', config.seed,
                                                     config.model.weights, ''), workdir)
@@ -177,13 +180,15 @@ def run_ablation(config: ml_collections.ConfigDict, workdir: str) -> dict:
         rows.append({'mode': mode, 'seed': seed, 'top1': summary['top1'], 'top5': summary['top5'],
                      'train_seconds': summary['train_seconds']})
       r = rows[-1]
-      print(f'{mode:>18s} seed {seed}: top-1 {100 * r["top1"]:.1f}%', flush=True)
+      if distributed.is_main():
+        print(f'{mode:>18s} seed {seed}: top-1 {100 * r["top1"]:.1f}%', flush=True)
   wall = time.perf_counter() - t0
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, enabled=distributed.is_main())
   for i, r in enumerate(rows, start=1):
     writer.write(i, r)
   table = aggregate(rows, modes)
-  write_results(workdir, table, config, wall)
+  if distributed.is_main():
+    write_results(workdir, table, config, wall)
   summary = {'step': len(rows), 'seeds': seeds, 'wall_seconds': wall,
              'weights': weights, **{f'{r["mode"]}_top1_mean': r['top1_mean'] for r in table},
              **{f'{r["mode"]}_top1_std': r['top1_std'] for r in table},
