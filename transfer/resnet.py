@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from common import conv
 from common.errors import UserError
 
 STYLES = ('torchvision', 'keras')
@@ -116,7 +117,7 @@ def _conv(features: int, kernel: int, strides: int, padding: int, name: str,
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
                  padding=((padding, padding), (padding, padding)),
                  use_bias=style.conv_bias, kernel_init=style.kernel_init,
-                 dtype=dtype, name=name)
+                 dtype=dtype, name=name, conv_general_dilated=conv.conv_general_dilated)
 
 
 def _bn(name: str, train: bool, style: _StyleSpec, dtype: Any

@@ -1,0 +1,80 @@
+"""A convolution whose kernel gradient is a sum of matmuls, for speed on XLA:CPU.
+
+XLA:CPU computes the kernel gradient of `lax.conv_general_dilated` (a "backward
+filter" convolution) 10-40x slower than the forward pass: on 2 cores, 8x56x56x64 ->
+64 channels, 3x3: 64 ms forward, 652 ms kernel gradient; 1x1 stride 2: 3 ms vs
+122 ms. That made a ResNet-50 fine-tuning step about 28x slower than PyTorch's.
+
+`conv_general_dilated` here has `lax.conv_general_dilated`'s signature (so it
+plugs into `flax.linen.Conv(conv_general_dilated=...)`) and the same forward pass
+and input gradient; only the kernel gradient differs in how it is computed:
+dW[i, j] = sum over output positions of x_pad[strided window (i, j)]^T @ dY, one
+[C_in, M] x [M, C_out] matmul per kernel tap, which XLA:CPU runs at full speed.
+Cases other than NHWC/HWIO without dilation or groups fall back to lax.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _plain(x, w, strides, padding):
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides, padding, precision):
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,
+                                  precision=precision)
+
+
+def _conv_fwd(x, w, strides, padding, precision):
+  return _conv(x, w, strides, padding, precision), (x, w)
+
+
+def _conv_bwd(strides, padding, precision, res, g):
+  x, w = res
+  _, vjp_x = jax.vjp(lambda a: lax.conv_general_dilated(
+      a, w, strides, padding, dimension_numbers=_NHWC, precision=precision), x)
+  (dx,) = vjp_x(g)
+  kh, kw, c_in, c_out = w.shape
+  sh, sw = strides
+  ho, wo = g.shape[1], g.shape[2]
+  xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  g2 = g.reshape(-1, c_out)
+  taps = []
+  for i in range(kh):
+    for j in range(kw):
+      window = lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (ho - 1) + 1,
+                                            j + sw * (wo - 1) + 1, c_in), (1, sh, sw, 1))
+      taps.append(jnp.matmul(window.reshape(-1, c_in).T, g2, precision=precision,
+                             preferred_element_type=jnp.float32))
+  dw = jnp.stack(taps).reshape(kh, kw, c_in, c_out).astype(w.dtype)
+  return dx, dw
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+  """`lax.conv_general_dilated` with a matmul kernel gradient for plain NHWC/HWIO convs."""
+  ones = (None, (1, 1), [1, 1])
+  plain = (lhs.ndim == 4 and dimension_numbers is not None and lhs_dilation in ones
+           and rhs_dilation in ones and feature_group_count == 1 and batch_group_count == 1
+           and preferred_element_type is None and not isinstance(padding, str))
+  if plain:
+    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+    plain = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == nhwc
+  if not plain:
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+        feature_group_count, batch_group_count, precision, preferred_element_type)
+  padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+  return _conv(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision)
