@@ -83,8 +83,11 @@ def _hparams(lr: float, steps: int):
 
 def _jax_state(fns, variables):
   import jax
-  return jax.device_put({'params': variables['params'], 'batch_stats': variables['batch_stats'],
-                         'opt': fns.tx.init(variables['params'])}, jax.devices()[0])
+  import jax.numpy as jnp
+  # Copies: the jitted steps donate their state, which must not delete `variables`.
+  state = {'params': variables['params'], 'batch_stats': variables['batch_stats'],
+           'opt': fns.tx.init(variables['params'])}
+  return jax.device_put(jax.tree.map(jnp.copy, state), jax.devices()[0])
 
 
 def _torch_optimizer(net, torch):
