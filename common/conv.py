@@ -23,10 +23,6 @@ from jax import lax
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
-def _plain(x, w, strides, padding):
-  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x, w, strides, padding, precision):
   return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,

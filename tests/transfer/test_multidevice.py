@@ -16,10 +16,10 @@ import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from common.writers import read_metrics
+from tests.gan.test_train import _final_state as gan_final_state
 from tests.transfer.test_train import DIGITS, REPO
 
 SPEC = f'{DIGITS}:fine_tune,quick'
@@ -80,14 +80,8 @@ def _launch(devices: int, workdir: str, overrides: list[str]) -> subprocess.Comp
 
 def _final_state(workdir: str) -> tuple[int, dict[str, np.ndarray]]:
   """(step, {path: array}) of the latest checkpoint, whatever device count wrote it."""
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
-  step = max(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
-  path = os.path.join(ckpt_dir, str(step), 'state')
-  ckptr = ocp.StandardCheckpointer()
-  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
-                        ckptr.metadata(path).item_metadata.tree)
-  leaves = jax.tree_util.tree_flatten_with_path(ckptr.restore(path, target))[0]
+  step, state = gan_final_state(workdir)
+  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
   return step, {jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
 
 
