@@ -93,7 +93,7 @@ class GanSteps:
     self.num_classes = int(config.model.get('num_classes', 0))
     self.aux_weight = float(config.loss.get('aux_weight', 1.0))
     self.state_layout = (config.sharding.params, config.sharding.min_size)
-    self.train_chunk = jax.jit(self._train_chunk, static_argnums=2, donate_argnums=0)
+    self._rounds = jax.jit(self._train_rounds, static_argnums=3, donate_argnums=0)
     self.sample = jax.jit(self._sample, static_argnums=2)
 
   # ---- state ----------------------------------------------------------------
@@ -228,9 +228,36 @@ class GanSteps:
     # fsdp: the carry stays in its shards from round to round (a no-op when replicated).
     return constrain_state(state, self.mesh, *self.state_layout), metrics
 
-  def _train_chunk(self, state: State, batches: Any, num_rounds: int) -> tuple[State, dict]:
-    """`num_rounds` rounds fused with lax.scan; metrics are per-round [num_rounds]."""
-    state, metrics = jax.lax.scan(self.round, state, batches, length=num_rounds)
+  def train_chunk(self, state: State, batches: Any, num_rounds: int) -> tuple[State, dict]:
+    """`num_rounds` rounds in one jit call; metrics come back per round as host arrays
+    [num_rounds].
+
+    The round count is a run-time value, so chunks of any length up to
+    `train.rounds_per_call` share one compilation (a log or eval interval that does not divide
+    by it costs no recompiles). `batches`, when given, may be longer than `num_rounds`
+    ([L, n_d, B, ...], padded by `GanData.next_chunk`); the extra rounds are not run.
+    """
+    length = (max(num_rounds, int(self.cfg.train.rounds_per_call)) if batches is None
+              else jax.tree.leaves(batches)[0].shape[0])
+    if not 1 <= num_rounds <= length:
+      raise ValueError(f'num_rounds={num_rounds} must be in [1, {length}]')
+    state, metrics = self._rounds(state, batches, jnp.int32(num_rounds), length)
+    return state, {k: to_host(v)[:num_rounds] for k, v in metrics.items()}
+
+  def _train_rounds(self, state: State, batches: Any, num_rounds: jax.Array,
+                    length: int) -> tuple[State, dict]:
+    """`lax.scan` over `length` round slots; slot i runs a round when i < num_rounds and passes
+    the state through untouched otherwise (a `lax.cond`: the skipped branch costs nothing)."""
+    def slot(state, xs):
+      i, batch = xs
+
+      def skip(state, batch):
+        metric_shapes = jax.eval_shape(self.round, state, batch)[1]
+        return state, {k: jnp.zeros(m.shape, m.dtype) for k, m in metric_shapes.items()}
+
+      return jax.lax.cond(i < num_rounds, self.round, skip, state, batch)
+
+    state, metrics = jax.lax.scan(slot, state, (jnp.arange(length), batches), length=length)
     # fsdp: hand the state back in the layout it came in (a no-op when replicated), so the next
     # call reuses this compilation; XLA may otherwise pick other shardings for the loop's result.
     return constrain_state(state, self.mesh, *self.state_layout), metrics

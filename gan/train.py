@@ -48,15 +48,21 @@ class GanData:
   num_examples: int | None = None
   labels: bool = False  # conditional runs also take each batch's 'label'
 
-  def next_chunk(self, rounds: int, n_d: int, mesh):
-    """Real batches for `rounds` rounds: None (sampled on device) or {'image': [R, n_d, B, ...]}
-    (and 'label' [R, n_d, B]) sharded along B over the mesh's `data` axis."""
+  def next_chunk(self, rounds: int, n_d: int, mesh, length: int | None = None):
+    """Real batches for `rounds` rounds: None (sampled on device) or {'image': [L, n_d, B, ...]}
+    (and 'label' [L, n_d, B]) sharded along B over the mesh's `data` axis. L = max(rounds,
+    length): zero batches pad a short chunk to `length` rounds so every chunk has one shape."""
     if self.iterator is None:
       return None
     taken = self.iterator.take(rounds * n_d)
     keys = ('image', 'label') if self.labels else ('image',)
-    return {k: sharding.global_batch(taken[k].reshape(rounds, n_d, *taken[k].shape[1:]), mesh,
-                                     batch_axis=2) for k in keys}
+    out = {}
+    for k in keys:
+      arr = taken[k].reshape(rounds, n_d, *taken[k].shape[1:])
+      if length is not None and length > rounds:
+        arr = np.concatenate([arr, np.zeros((length - rounds, *arr.shape[1:]), arr.dtype)])
+      out[k] = sharding.global_batch(arr, mesh, batch_axis=2)
+    return out
 
 
 def build_data(config: ml_collections.ConfigDict) -> GanData:
@@ -307,7 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if evaluator.metrics:
       every.append(config.eval.fid_every)
     k = min(t.rounds_per_call, total - step, *(_next_boundary(step, e) - step for e in every))
-    batches = gdata.next_chunk(k, t.n_d, mesh)
+    batches = gdata.next_chunk(k, t.n_d, mesh, length=t.rounds_per_call)
     state, chunk = steps.train_chunk(state, batches, k)
     if not all_finite(chunk):
       last = ckpt.latest_step()
