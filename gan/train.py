@@ -144,13 +144,14 @@ def init_state(steps: GanSteps, config: ml_collections.ConfigDict, key: jax.Arra
                data_shape: tuple[int, ...], mesh) -> dict:
   """The initial train state laid out as `config.sharding.params` asks.
 
-  fsdp initialises under jit straight into the shards, so no device ever holds the whole state
-  (its initial weights may differ from replicated's in the last bits: XLA fuses the init).
+  Both layouts initialise under jit; fsdp straight into the shards, so no device ever holds the
+  whole state.
   """
   mode, min_size = config.sharding.params, config.sharding.min_size
-  if mode == 'replicated':
-    return sharding.replicate(steps.init(key, data_shape), mesh)
   init = functools.partial(steps.init, data_shape=data_shape)
+  if mode == 'replicated':
+    # One compiled init instead of a compilation per initialiser op.
+    return sharding.replicate(jax.jit(init)(key), mesh)
   out = sharding.state_shardings(jax.eval_shape(init, key), mesh, mode, min_size)
   return jax.jit(init, out_shardings=out)(key)
 
@@ -171,7 +172,7 @@ class Evaluator:
     self.metrics = evaluation.parse_metrics(config.eval.metrics)
     self._context = None  # the feature net loads (or trains) at the first metrics step
     if src is not None:
-      self.real = np.asarray(src.sample(rng_lib.stream(key, 'real'), n))
+      self.real = np.asarray(jax.jit(src.sample, static_argnums=1)(rng_lib.stream(key, 'real'), n))
       self._plot_fns = jax.jit(self._plot_fns_impl)
     elif steps.conditional:
       # One row per class, one column per fixed noise vector.
