@@ -14,15 +14,16 @@ from common.errors import UserError
 def enable_compile_cache() -> None:
   """Keep XLA compilations on disk (JAX's persistent cache), so reruns and sweep points with the
   same shapes skip most of their compile time. The directory is $JAX_COMPILATION_CACHE_DIR when
-  set, else $XDG_CACHE_HOME/advcnn/xla (~/.cache/advcnn/xla); ADVCNN_COMPILE_CACHE=0 turns it off.
+  set, else $ADVCNN_CACHE/xla (~/.cache/advcnn/xla); ADVCNN_COMPILE_CACHE=0 turns it off.
   A cached executable is the compiled program itself, so results do not change."""
   if os.environ.get('ADVCNN_COMPILE_CACHE', '1') == '0':
     return
   import jax
 
   if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
-    root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-    jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'advcnn', 'xla'))
+    root = os.environ.get('ADVCNN_CACHE') or os.path.join(os.path.expanduser('~'), '.cache',
+                                                           'advcnn')
+    jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'xla'))
   if not os.environ.get('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'):
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 

@@ -248,13 +248,14 @@ class GanSteps:
                     length: int) -> tuple[State, dict]:
     """`lax.scan` over `length` round slots; slot i runs a round when i < num_rounds and passes
     the state through untouched otherwise (a `lax.cond`: the skipped branch costs nothing)."""
+    first = None if batches is None else jax.tree.map(lambda b: b[0], batches)
+    metric_shapes = jax.eval_shape(self.round, state, first)[1]
+
+    def skip(state, batch):
+      return state, {k: jnp.zeros(m.shape, m.dtype) for k, m in metric_shapes.items()}
+
     def slot(state, xs):
       i, batch = xs
-
-      def skip(state, batch):
-        metric_shapes = jax.eval_shape(self.round, state, batch)[1]
-        return state, {k: jnp.zeros(m.shape, m.dtype) for k, m in metric_shapes.items()}
-
       return jax.lax.cond(i < num_rounds, self.round, skip, state, batch)
 
     state, metrics = jax.lax.scan(slot, state, (jnp.arange(length), batches), length=length)

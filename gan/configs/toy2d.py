@@ -29,7 +29,8 @@ def get_config(arg=None):
   else:  # GAN Lab's [0,1]² toys
     c.train.steps = 4000
     c.model.noise = 'uniform'
-  c.eval_every = c.train.steps // 6
+  # 6 evaluations (the last at the end), on multiples of log_every, none just before the end.
+  c.eval_every = -(-c.train.steps // 6 // c.log_every) * c.log_every
   c.checkpoint_every = c.train.steps // 2
   if quick:
     c.train.steps = 200

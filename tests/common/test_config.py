@@ -1,6 +1,8 @@
 """Config files with --config.* overrides, the workdir contract, checkpoints and writers."""
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -92,3 +94,23 @@ def test_image_grid_layout():
   g = image_grid(imgs, ncol=2, pad=1)
   assert g.shape == (2 * 3 + 1, 2 * 4 + 1, 1) and g.dtype == np.uint8
   assert g[1, 1, 0] == 0 and g[1, 5, 0] == 128 and g[4, 1, 0] == 255
+
+
+def _cache_settings(env):
+  """jax's compilation-cache settings after `enable_compile_cache` in a fresh interpreter."""
+  code = ('import jax; from common import cli; cli.enable_compile_cache(); '
+          'print(jax.config.jax_compilation_cache_dir); '
+          'print(jax.config.jax_persistent_cache_min_compile_time_secs)')
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('ADVCNN_CACHE', 'ADVCNN_COMPILE_CACHE', 'JAX_COMPILATION_CACHE_DIR')} | env
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), check=True)
+  return out.stdout.split()
+
+
+def test_compile_cache_location_and_switch(tmp_path):
+  assert _cache_settings({'ADVCNN_CACHE': str(tmp_path)}) == [str(tmp_path / 'xla'), '0.5']
+  mine = str(tmp_path / 'mine')
+  assert _cache_settings({'ADVCNN_CACHE': str(tmp_path),
+                          'JAX_COMPILATION_CACHE_DIR': mine})[0] == mine
+  assert _cache_settings({'ADVCNN_CACHE': str(tmp_path), 'ADVCNN_COMPILE_CACHE': '0'})[0] == 'None'

@@ -239,6 +239,58 @@ def test_real_divergence_is_stopped_with_a_clear_message(tmp_path):
   assert not os.path.exists(tmp_path / 'run' / 'checkpoints' / '50')
 
 
+def test_chunks_of_any_length_share_one_compilation_and_match_one_chunk():
+  """3 + 5 rounds (one compilation, unused slots skipped) equal 8 rounds in one call, bitwise;
+  image batches padded past the round count leave the result unchanged too."""
+  from common import sharding
+  from gan.steps import GanSteps
+  config = load_config(TOY + ':ring8,quick', ['train.rounds_per_call=8', 'model.hidden=16',
+                                              'data.batch_size=32', 'loss.r1_gamma=0.1',
+                                              'loss.r1_every=2'])
+  gdata = train.build_data(config)
+  g, d = train.build_models(config, gdata.shape)
+  mesh = sharding.data_mesh()
+  results = []
+  for split in ((8,), (3, 5)):
+    steps = GanSteps(g, d, config, gdata.real_fn, mesh)
+    state = train.init_state(steps, config, jax.random.key(0), gdata.shape, mesh)
+    per_round = []
+    for k in split:
+      state, metrics = steps.train_chunk(state, None, k)
+      assert all(v.shape == (k,) for v in metrics.values())
+      per_round.append(metrics['loss_d'])
+    assert steps._rounds._cache_size() == 1
+    assert int(state['step']) == 8
+    results.append((_flat(jax.tree.map(np.asarray, state)), np.concatenate(per_round)))
+  (one, losses_one), (two, losses_two) = results
+  np.testing.assert_array_equal(losses_one, losses_two)
+  assert one.keys() == two.keys()
+  for k in one:
+    np.testing.assert_array_equal(one[k], two[k], err_msg=k)
+
+
+def test_padded_image_chunks_run_only_their_rounds():
+  """An image chunk of 2 rounds padded to 4 with zero batches gives the unpadded result."""
+  import jax.numpy as jnp
+  from gan.steps import GanSteps
+  config = load_config('gan/configs/dcgan_digits.py:quick', ['data.batch_size=8',
+                                                            'train.rounds_per_call=4'])
+  g, d = train.build_models(config, (8, 8, 1))
+  rng = np.random.default_rng(0)
+  images = rng.uniform(-1, 1, (2, 1, 8, 8, 8, 1)).astype(np.float32)
+  padded = np.concatenate([images, np.zeros_like(images)])
+  out = []
+  for batches in (images, padded):
+    steps = GanSteps(g, d, config, real_fn=lambda _, b: b['image'])
+    state = jax.jit(steps.init, static_argnums=1)(jax.random.key(0), (8, 8, 1))
+    state, metrics = steps.train_chunk(state, {'image': jnp.asarray(batches)}, 2)
+    assert metrics['loss_d'].shape == (2,)
+    out.append((_flat(jax.tree.map(np.asarray, state)), metrics['loss_d']))
+  np.testing.assert_array_equal(out[0][1], out[1][1])
+  for k in out[0][0]:
+    np.testing.assert_array_equal(out[0][0][k], out[1][0][k], err_msg=k)
+
+
 def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   """Poison the third chunk's loss: the run stops, checkpoints 50 and 100 stay and are finite."""
   import jax.numpy as jnp
