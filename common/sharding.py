@@ -43,7 +43,18 @@ def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-  return jax.device_put(tree, replicated(mesh))
+  """A full copy of every leaf on every device of `mesh` (all processes pass the same values)."""
+  out = replicated(mesh)
+  if mesh.is_multi_process:
+    # device_put refuses typed PRNG keys for devices of other processes; build each leaf from
+    # this process's copy instead (keys through their raw data).
+    def put(x):
+      if jax.dtypes.issubdtype(getattr(x, 'dtype', None), jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+      x = np.asarray(x)
+      return jax.make_array_from_callback(x.shape, out, lambda index: x[index])
+    return jax.tree.map(put, tree)
+  return jax.device_put(tree, out)
 
 
 def check_param_mode(mode: str, min_size: int) -> None:

@@ -163,3 +163,56 @@ def test_batch_not_divisible_by_devices(tmp_path):
   assert proc.stderr.strip() == ('error: global batch 12 is not divisible by the 8 devices; use '
                                  'a multiple of 8')
   assert not os.path.exists(tmp_path / 'run')  # refused before anything was written
+
+
+# Two processes of one CPU device each (JAX's distributed runtime on localhost): the run of
+# test_eight_devices_match_one; every process dumps the final variables it holds.
+TWO_PROCESS_SCRIPT = r'''
+import sys
+import jax
+import numpy as np
+from common import distributed
+distributed.initialize()
+from common.config import load_config
+from transfer import train
+config = load_config(sys.argv[1], sys.argv[4:])
+summary, variables = train.run(config, sys.argv[2])
+leaves = jax.tree_util.tree_flatten_with_path(variables)[0]
+np.savez(sys.argv[3], **{jax.tree_util.keystr(p): distributed.to_host(v) for p, v in leaves})
+print('process', jax.process_index(), 'of', jax.process_count(), 'devices', jax.device_count())
+'''
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tune_one_model(tmp_path):
+  from tests.gan.test_multihost import _free_port
+  port = _free_port()
+  wd = str(tmp_path / 'two')
+  procs = []
+  for pid in range(2):
+    env = {**os.environ, 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2',
+           'JAX_PROCESS_ID': str(pid), 'JAX_PLATFORMS': 'cpu'}
+    env.pop('XLA_FLAGS', None)
+    procs.append(subprocess.Popen(
+        [sys.executable, '-c', TWO_PROCESS_SCRIPT, SPEC, wd, str(tmp_path / f'p{pid}.npz'),
+         *OVERRIDES], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True))
+  outs = [p.communicate(timeout=900) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert 'process 0 of 2 devices 2' in outs[0][0] and 'process 1 of 2 devices 2' in outs[1][0]
+  with np.load(tmp_path / 'p0.npz') as a, np.load(tmp_path / 'p1.npz') as b:
+    assert a.files == b.files and any("['params']['stage1']" in k for k in a.files)
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  # One cooperative checkpoint, metrics written once (by process 0), and the same training as
+  # one process on one device.
+  one_wd = str(tmp_path / 'one')
+  proc = _launch(1, one_wd, OVERRIDES)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (step2, two), (step1, one) = _final_state(wd), _final_state(one_wd)
+  assert step2 == step1 == 20
+  worst = _assert_close(one, two)
+  print(f'max |2 processes - 1 device| over the final train state: {worst:.3g}')
+  rows2, rows1 = read_metrics(wd), read_metrics(one_wd)
+  assert [r['step'] for r in rows2] == [r['step'] for r in rows1]
