@@ -20,10 +20,10 @@ def enable_compile_cache() -> None:
     return
   import jax
 
+  from common.workdir import cache_root
+
   if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
-    root = os.environ.get('ADVCNN_CACHE') or os.path.join(os.path.expanduser('~'), '.cache',
-                                                           'advcnn')
-    jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'xla'))
+    jax.config.update('jax_compilation_cache_dir', os.path.join(cache_root(), 'xla'))
   if not os.environ.get('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'):
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 

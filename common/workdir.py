@@ -16,6 +16,12 @@ _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'grain', 'num
              'tensorflow-datasets', 'ml-collections', 'advcnn')
 
 
+def cache_root() -> str:
+  """Where work shared across runs lives (trained feature nets, reference statistics, XLA
+  compilations): $ADVCNN_CACHE or ~/.cache/advcnn."""
+  return os.environ.get('ADVCNN_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'advcnn')
+
+
 def package_versions() -> dict[str, str]:
   out = {}
   for name in _PACKAGES:

@@ -29,6 +29,7 @@ import optax
 from flax import traverse_util
 
 from common.errors import UserError
+from common.workdir import cache_root
 from gan.images import digits_arrays
 
 NUM_CLASSES = 10
@@ -39,11 +40,6 @@ IMAGE_SHAPE = (8, 8, 1)
 RECIPE = dict(arch='digits-cnn', widths=(16, 32, 32), feature_dim=64, epochs=60, batch_size=64,
               lr=3e-3, schedule='cosine', weight_decay=1e-4, shift=1, held_out=0.3, split_seed=0,
               seed=0, version=1)
-
-
-def cache_root() -> str:
-  """Where trained feature nets and reference statistics live: $ADVCNN_CACHE or ~/.cache/advcnn."""
-  return os.environ.get('ADVCNN_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'advcnn')
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:

@@ -39,18 +39,25 @@ def _free_port():
     return s.getsockname()[1]
 
 
+def spawn_processes(argvs, counts=None, **extra_env):
+  """`python ARGV` as processes 0, 1, ... of one JAX distributed run on localhost (CPU, one
+  device each); process i is told JAX_NUM_PROCESSES=counts[i] (default: as many as started)."""
+  port = _free_port()
+  counts = counts or [len(argvs)] * len(argvs)
+  procs = []
+  for pid, (argv, n) in enumerate(zip(argvs, counts, strict=True)):
+    env = {**os.environ, 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': str(n),
+           'JAX_PROCESS_ID': str(pid), 'JAX_PLATFORMS': 'cpu', **extra_env}
+    env.pop('XLA_FLAGS', None)
+    procs.append(subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  return procs
+
+
 @pytest.mark.slow
 def test_two_processes_train_one_model(tmp_path):
-  port = _free_port()
   wd = str(tmp_path / 'run')
-  procs = []
-  for pid in range(2):
-    env = {**os.environ, 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2',
-           'JAX_PROCESS_ID': str(pid), 'JAX_PLATFORMS': 'cpu'}
-    env.pop('XLA_FLAGS', None)
-    procs.append(subprocess.Popen([sys.executable, '-c', SCRIPT, wd, str(tmp_path / f'p{pid}.npz')],
-                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True))
+  procs = spawn_processes([['-c', SCRIPT, wd, str(tmp_path / f'p{pid}.npz')] for pid in range(2)])
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
@@ -70,16 +77,8 @@ def test_two_processes_train_one_model(tmp_path):
 
 def _launch_two(tmp_path, counts, timeout_s):
   """launch.gan as processes 0 and 1 told JAX_NUM_PROCESSES=counts[0] and counts[1]."""
-  port = _free_port()
-  procs = []
-  for pid, n in enumerate(counts):
-    env = {**os.environ, 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': str(n),
-           'JAX_PROCESS_ID': str(pid), 'JAX_PLATFORMS': 'cpu', 'ADVCNN_INIT_TIMEOUT': str(timeout_s)}
-    env.pop('XLA_FLAGS', None)
-    procs.append(subprocess.Popen(
-        [sys.executable, '-m', 'launch.gan', '--config=gan/configs/toy2d.py:ring8,quick',
-         f'--workdir={tmp_path}/run'], cwd=REPO, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True))
+  argv = ['-m', 'launch.gan', '--config=gan/configs/toy2d.py:ring8,quick', f'--workdir={tmp_path}/run']
+  procs = spawn_processes([argv, argv], counts, ADVCNN_INIT_TIMEOUT=str(timeout_s))
   return [(p, *p.communicate(timeout=120)) for p in procs]
 
 

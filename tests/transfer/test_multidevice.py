@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from common.writers import read_metrics
+from tests.gan.test_multihost import spawn_processes
 from tests.gan.test_train import _final_state as gan_final_state
 from tests.transfer.test_train import DIGITS, REPO
 
@@ -185,18 +186,9 @@ print('process', jax.process_index(), 'of', jax.process_count(), 'devices', jax.
 
 @pytest.mark.slow
 def test_two_processes_fine_tune_one_model(tmp_path):
-  from tests.gan.test_multihost import _free_port
-  port = _free_port()
   wd = str(tmp_path / 'two')
-  procs = []
-  for pid in range(2):
-    env = {**os.environ, 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2',
-           'JAX_PROCESS_ID': str(pid), 'JAX_PLATFORMS': 'cpu'}
-    env.pop('XLA_FLAGS', None)
-    procs.append(subprocess.Popen(
-        [sys.executable, '-c', TWO_PROCESS_SCRIPT, SPEC, wd, str(tmp_path / f'p{pid}.npz'),
-         *OVERRIDES], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True))
+  procs = spawn_processes([['-c', TWO_PROCESS_SCRIPT, SPEC, wd, str(tmp_path / f'p{pid}.npz'),
+                            *OVERRIDES] for pid in range(2)])
   outs = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
