@@ -10,6 +10,10 @@ plugs into `flax.linen.Conv(conv_general_dilated=...)`) and the same forward pas
 and input gradient; only the kernel gradient differs in how it is computed:
 dW[i, j] = sum over output positions of x_pad[strided window (i, j)]^T @ dY, one
 [C_in, M] x [M, C_out] matmul per kernel tap, which XLA:CPU runs at full speed.
+
+A 1x1 convolution is a matmul outright: [B*H*W, C_in] x [C_in, C_out] on the (padded,
+strided) input. XLA:CPU runs that 1.1-3x faster than its conv forward (8-2048 channels,
+batch 16, ResNet-50 shapes), at PyTorch's speed; its gradients are matmuls by autodiff.
 Cases other than NHWC/HWIO without dilation or groups fall back to lax.
 """
 from __future__ import annotations
@@ -35,12 +39,18 @@ def _conv_fwd(x, w, strides, padding, precision):
 
 def _conv_bwd(strides, padding, precision, res, g):
   x, w = res
-  _, vjp_x = jax.vjp(lambda a: lax.conv_general_dilated(
-      a, w, strides, padding, dimension_numbers=_NHWC, precision=precision), x)
-  (dx,) = vjp_x(g)
   kh, kw, c_in, c_out = w.shape
   sh, sw = strides
   ho, wo = g.shape[1], g.shape[2]
+  # Input gradient: dY dilated by the stride, convolved with the flipped kernel, its in/out
+  # channels swapped in an explicit HWIO copy. Left to autodiff, the swap is folded into the
+  # conv's dimension labels (kernel "01oi"), and inside a scan XLA:CPU then runs that conv on
+  # a generic path 3-10x slower than its HWIO one.
+  w_t = lax.optimization_barrier(jnp.transpose(jnp.flip(w, (0, 1)), (0, 1, 3, 2)))
+  pads = [(k - 1 - lo, size - 1 - (n - 1) * s + lo)
+          for k, (lo, _), size, n, s in zip((kh, kw), padding, x.shape[1:3], (ho, wo), strides)]
+  dx = lax.conv_general_dilated(g, w_t, (1, 1), pads, lhs_dilation=strides,
+                                dimension_numbers=_NHWC, precision=precision)
   xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   g2 = g.reshape(-1, c_out)
   taps = []
@@ -57,10 +67,20 @@ def _conv_bwd(strides, padding, precision, res, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
+def _pointwise(x, w, strides, padding, precision):
+  """A 1x1 NHWC/HWIO convolution as one matmul over the padded, strided pixels."""
+  if any(p for pair in padding for p in pair):
+    x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  x = x[:, ::strides[0], ::strides[1], :]
+  y = jnp.matmul(x.reshape(-1, x.shape[-1]), w.reshape(w.shape[-2:]), precision=precision)
+  return y.reshape(x.shape[:3] + (w.shape[-1],))
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
-  """`lax.conv_general_dilated` with a matmul kernel gradient for plain NHWC/HWIO convs."""
+  """`lax.conv_general_dilated`; plain NHWC/HWIO convs get matmul kernel gradients, 1x1 ones
+  are matmuls outright."""
   ones = (None, (1, 1), [1, 1])
   plain = (lhs.ndim == 4 and dimension_numbers is not None and lhs_dilation in ones
            and rhs_dilation in ones and feature_group_count == 1 and batch_group_count == 1
@@ -73,4 +93,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
         feature_group_count, batch_group_count, precision, preferred_element_type)
   padding = tuple(tuple(int(p) for p in pair) for pair in padding)
-  return _conv(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision)
+  strides = tuple(int(s) for s in window_strides)
+  if rhs.shape[0] == rhs.shape[1] == 1 and min(p for pair in padding for p in pair) >= 0:
+    return _pointwise(lhs, rhs, strides, padding, precision)
+  return _conv(lhs, rhs, strides, padding, precision)

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from common import conv
 from common.errors import UserError
 
 FEATURE_NET = 'pytorch-fid-inception-v3-2015-12-05'  # recorded in saved statistics
@@ -46,7 +47,8 @@ class BasicConv2d(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     ph, pw = self.padding
     x = nn.Conv(self.features, self.kernel, strides=self.strides, padding=((ph, ph), (pw, pw)),
-                use_bias=False, precision=self.precision, name='conv')(x)
+                use_bias=False, precision=self.precision, name='conv',
+                conv_general_dilated=conv.conv_general_dilated)(x)
     x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name='bn')(x)
     return nn.relu(x)
 
