@@ -6,7 +6,14 @@ gradient) + D forward/backward on [real; fake]; G step = G forward/backward thro
 frozen D. PyTorch uses nn.ConvTranspose2d in G. Before timing, the PyTorch models are
 loaded with the JAX weights and their outputs compared, so both sides are the same network.
 
-  python benchmarks/dcgan_speed.py [--rounds 5] [--threads 2 | --cores 1] [--methods col2im,subpixel,transpose]
+  python benchmarks/dcgan_speed.py [--rounds 5] [--fused 4] [--threads 2 | --cores 1]
+      [--methods col2im,subpixel,transpose]
+
+JAX runs `--fused` rounds per jitted call in one `lax.scan`, as training does
+(`train.rounds_per_call`), and PyTorch runs as many rounds per timed call. XLA compiles a
+scan body differently from a lone jitted round (at `--fused 1`): before `common.conv` gave
+the discriminator's convs explicit gradients, its kernel gradient inside the scan compiled
+to a conv layout that made a round 20x slower, which a lone-round benchmark never showed.
 
 Prints ms/round (wall median and min, process CPU median) for torch and for each JAX
 upsample method, and the torch/jax ratios. On a machine shared with other jobs, torch's
@@ -36,8 +43,11 @@ LR, B1 = 2e-4, 0.5
 
 # ---- JAX ----------------------------------------------------------------------------
 
-def make_jax_round(upsample: str):
-  """Returns (init(key) -> state, round(state, real, key) -> (state, metrics)), jitted."""
+def make_jax_round(upsample: str, fused: int = 1):
+  """Returns (init(key) -> state, rounds(state, real, key) -> (state, metrics), gen, disc).
+
+  `rounds` is jitted and runs `fused` rounds in one lax.scan.
+  """
   gen = models.DCGANGenerator(SIZE, CHANNELS, FEATURES, upsample=upsample)
   disc = models.DCGANDiscriminator(SIZE, CHANNELS, FEATURES)
   loss = losses.get_loss('ns')
@@ -85,7 +95,10 @@ def make_jax_round(upsample: str):
     state, loss_g = g_step(state, kg)
     return state, (loss_d, loss_g)
 
-  return init, jax.jit(train_round, donate_argnums=0), gen, disc
+  def train_rounds(state, real, key):
+    return jax.lax.scan(lambda s, k: train_round(s, real, k), state, jax.random.split(key, fused))
+
+  return init, jax.jit(train_rounds, donate_argnums=0), gen, disc
 
 
 # ---- PyTorch ------------------------------------------------------------------------
@@ -147,7 +160,7 @@ def load_jax_weights(tg: TorchGenerator, td: TorchDiscriminator, g_params, d_par
     td.fc.bias.copy_(t(d_params['Linear_0']['bias']))
 
 
-def make_torch_round(tg, td, real):
+def make_torch_round(tg, td, real, fused: int = 1):
   opt_g = torch.optim.Adam(tg.parameters(), lr=LR, betas=(B1, 0.999))
   opt_d = torch.optim.Adam(td.parameters(), lr=LR, betas=(B1, 0.999))
   softplus = torch.nn.functional.softplus
@@ -169,7 +182,10 @@ def make_torch_round(tg, td, real):
     td.requires_grad_(True)
     return loss_d.item(), loss_g.item()
 
-  return train_round
+  def train_rounds():
+    return [train_round() for _ in range(fused)]
+
+  return train_rounds
 
 
 # ---- checks and timing ----------------------------------------------------------------
@@ -240,6 +256,8 @@ def make_jax_stepper(train_round, state, real):
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--rounds', type=int, default=5, help='timed rounds per implementation')
+  parser.add_argument('--fused', type=int, default=4,
+                      help='rounds per timed call (JAX: one lax.scan, as in training)')
   parser.add_argument('--warmup', type=int, default=2, help='untimed rounds first (JAX compiles)')
   parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
   parser.add_argument('--cores', type=int, default=0,
@@ -249,6 +267,8 @@ def main() -> None:
   parser.add_argument('--methods', default='col2im,subpixel,transpose',
                       help='JAX upsample methods to time, comma-separated')
   args = parser.parse_args()
+  if min(args.rounds, args.fused, args.threads) < 1 or args.warmup < 0 or args.cores < 0:
+    parser.error('--rounds, --fused and --threads must be positive')
   methods = [m for m in args.methods.split(',') if m]
   if args.cores:  # before the first JAX computation creates the XLA:CPU client
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
@@ -264,18 +284,19 @@ def main() -> None:
   real = jnp.asarray(real_np)
   fns = {}
   for method in methods:
-    init, train_round, gen, disc = make_jax_round(method)
+    init, train_round, gen, disc = make_jax_round(method, args.fused)
     state = init(jax.random.key(0))
     if not fns:
       tg, td = TorchGenerator(), TorchDiscriminator()
       load_jax_weights(tg, td, state['g']['params'], state['d']['params'])
       check_parity(gen, disc, state, tg, td)
       t_real = torch.from_numpy(real_np.transpose(0, 3, 1, 2).copy())
-      fns['torch'] = make_torch_round(tg, td, t_real)
+      fns['torch'] = make_torch_round(tg, td, t_real, args.fused)
     fns[method] = make_jax_stepper(train_round, state, real)
-  sec = time_interleaved(fns, args.rounds, args.warmup)
-  print(f'ms per round over {args.rounds} rounds (batch {BATCH}, {SIZE}x{SIZE}x{CHANNELS}, '
-        f'features {FEATURES}); ratios are torch/jax:')
+  sec = {name: tuple(t / args.fused for t in times)
+         for name, times in time_interleaved(fns, args.rounds, args.warmup).items()}
+  print(f'ms per round over {args.rounds} calls of {args.fused} rounds (batch {BATCH}, '
+        f'{SIZE}x{SIZE}x{CHANNELS}, features {FEATURES}); ratios are torch/jax:')
   print(f'{"":26s}{"wall median":>12s}{"wall min":>10s}{"cpu median":>12s}'
         f'{"ratio (median)":>16s}{"ratio (min)":>13s}{"ratio (cpu)":>13s}')
   ref = sec['torch']
