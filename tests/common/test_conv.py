@@ -12,10 +12,12 @@ NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 @pytest.mark.parametrize('k,stride,pad', [(3, 1, 1), (3, 2, 1), (1, 2, 0), (7, 2, 3), (1, 1, 0),
                                           (1, 2, 1), (4, 2, 0)])
-def test_matches_lax_values_and_gradients(k, stride, pad):
+@pytest.mark.parametrize('c_in', [5, 12])  # im2col and per-tap kernel gradients
+def test_matches_lax_values_and_gradients(k, stride, pad, c_in):
+  assert (c_in < conv._IM2COL_MAX_CHANNELS) == (c_in == 5)
   rng = np.random.default_rng(k * 10 + stride)
-  x = jnp.asarray(rng.normal(size=(2, 11, 9, 5)), jnp.float32)
-  w = jnp.asarray(rng.normal(size=(k, k, 5, 6)), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(2, 11, 9, c_in)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, c_in, 6)), jnp.float32)
 
   def f(fn):
     def loss(x, w):
