@@ -241,12 +241,12 @@ def time_interleaved(fns: dict, rounds: int, warmup: int) -> dict:
           for name in fns}
 
 
-def make_jax_stepper(train_round, state, real):
+def make_jax_stepper(train_rounds, state, real):
   box = {'state': state, 'step': 0}
 
   def step():
     key = jax.random.fold_in(jax.random.key(1), box['step'])
-    box['state'], out = train_round(box['state'], real, key)
+    box['state'], out = train_rounds(box['state'], real, key)
     box['step'] += 1
     jax.block_until_ready(out)
 
@@ -255,10 +255,11 @@ def make_jax_stepper(train_round, state, real):
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--rounds', type=int, default=5, help='timed rounds per implementation')
+  parser.add_argument('--rounds', type=int, default=5,
+                      help='timed calls (of --fused rounds each) per implementation')
   parser.add_argument('--fused', type=int, default=4,
                       help='rounds per timed call (JAX: one lax.scan, as in training)')
-  parser.add_argument('--warmup', type=int, default=2, help='untimed rounds first (JAX compiles)')
+  parser.add_argument('--warmup', type=int, default=2, help='untimed calls first (JAX compiles)')
   parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
   parser.add_argument('--cores', type=int, default=0,
                       help='pin the process to this many cores and give torch as many threads '
@@ -268,7 +269,8 @@ def main() -> None:
                       help='JAX upsample methods to time, comma-separated')
   args = parser.parse_args()
   if min(args.rounds, args.fused, args.threads) < 1 or args.warmup < 0 or args.cores < 0:
-    parser.error('--rounds, --fused and --threads must be positive')
+    parser.error('--rounds, --fused and --threads must be positive, --warmup and --cores '
+                 'non-negative')
   methods = [m for m in args.methods.split(',') if m]
   if args.cores:  # before the first JAX computation creates the XLA:CPU client
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
@@ -284,7 +286,7 @@ def main() -> None:
   real = jnp.asarray(real_np)
   fns = {}
   for method in methods:
-    init, train_round, gen, disc = make_jax_round(method, args.fused)
+    init, train_rounds, gen, disc = make_jax_round(method, args.fused)
     state = init(jax.random.key(0))
     if not fns:
       tg, td = TorchGenerator(), TorchDiscriminator()
@@ -292,7 +294,7 @@ def main() -> None:
       check_parity(gen, disc, state, tg, td)
       t_real = torch.from_numpy(real_np.transpose(0, 3, 1, 2).copy())
       fns['torch'] = make_torch_round(tg, td, t_real, args.fused)
-    fns[method] = make_jax_stepper(train_round, state, real)
+    fns[method] = make_jax_stepper(train_rounds, state, real)
   sec = {name: tuple(t / args.fused for t in times)
          for name, times in time_interleaved(fns, args.rounds, args.warmup).items()}
   print(f'ms per round over {args.rounds} calls of {args.fused} rounds (batch {BATCH}, '

@@ -6,10 +6,13 @@ filter" convolution) 10-40x slower than the forward pass: on 2 cores, 8x56x56x64
 122 ms. That made a ResNet-50 fine-tuning step about 28x slower than PyTorch's.
 
 `conv_general_dilated` here has `lax.conv_general_dilated`'s signature (so it
-plugs into `flax.linen.Conv(conv_general_dilated=...)`) and the same forward pass
-and input gradient; only the kernel gradient differs in how it is computed:
-dW[i, j] = sum over output positions of x_pad[strided window (i, j)]^T @ dY, one
-[C_in, M] x [M, C_out] matmul per kernel tap, which XLA:CPU runs at full speed.
+plugs into `flax.linen.Conv(conv_general_dilated=...)`) and the same values; only
+how the gradients are computed differs:
+- kernel: dW[i, j] = sum over output positions of x_pad[strided window (i, j)]^T @ dY,
+  one [C_in, M] x [M, C_out] matmul per kernel tap, which XLA:CPU runs at full speed
+  (below 8 input channels, one matmul over the im2col patches instead);
+- input: the transposed conv that autodiff would emit, but with its kernel as an
+  explicit HWIO copy (see `_conv_bwd`).
 
 A 1x1 convolution is a matmul outright: [B*H*W, C_in] x [C_in, C_out] on the (padded,
 strided) input. XLA:CPU runs that 1.1-3x faster than its conv forward (8-2048 channels,
@@ -26,7 +29,7 @@ from jax import lax
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 # Below this many input channels the kernel gradient is one matmul over im2col patches
-# (ResNet's 7x7 RGB stem: fwd + kernel gradient 200 -> ~120 ms at batch 8, 224 px).
+# (ResNet's 7x7 RGB stem: fwd + kernel gradient 200 -> 149 ms at batch 8, 224 px).
 _IM2COL_MAX_CHANNELS = 8
 
 

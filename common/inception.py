@@ -258,10 +258,12 @@ def _jitted_apply(with_logits: bool):
   model = create_fid_inception(with_logits)
   if jax.default_backend() != 'cpu':
     return jax.jit(model.apply)
-  per_image = lambda variables, x: model.apply(variables, x[None])
-  squeeze = lambda out: jax.tree.map(lambda a: a[:, 0], out)
-  return jax.jit(lambda variables, x: squeeze(jax.lax.map(
-      functools.partial(per_image, variables), x)))
+
+  def apply(variables, x):
+    out = jax.lax.map(lambda image: model.apply(variables, image[None]), x)
+    return jax.tree.map(lambda a: a[:, 0], out)
+
+  return jax.jit(apply)
 
 
 def fid_features(variables: dict[str, Any], images, batch_size: int = 50,
