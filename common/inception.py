@@ -24,6 +24,7 @@ from flax import traverse_util
 
 from common import conv
 from common.errors import UserError
+from common.xla_cpu import jit_xla_kernels
 
 FEATURE_NET = 'pytorch-fid-inception-v3-2015-12-05'  # recorded in saved statistics
 INPUT_SIZE = 299
@@ -252,18 +253,10 @@ def check_images(images) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _jitted_apply(with_logits: bool):
-  # On CPU, one image at a time (lax.map) inside the jitted batch: the 299 px stem's activations
-  # then stay in cache, which XLA:CPU's low-channel convs need; 4.28 -> 4.50 images/s on 2
-  # cores. Accelerators want the whole batch at once.
-  model = create_fid_inception(with_logits)
-  if jax.default_backend() != 'cpu':
-    return jax.jit(model.apply)
-
-  def apply(variables, x):
-    out = jax.lax.map(lambda image: model.apply(variables, image[None]), x)
-    return jax.tree.map(lambda a: a[:, 0], out)
-
-  return jax.jit(apply)
+  # On CPU, XLA's own conv and dot kernels beat the library it would hand them to
+  # (common.xla_cpu): 4.1 -> 5.4 images/s on 2 cores, whole batches. (With the library, one image
+  # at a time inside the batch was faster; without it, whole batches are.)
+  return jit_xla_kernels(create_fid_inception(with_logits).apply)
 
 
 def fid_features(variables: dict[str, Any], images, batch_size: int = 50,
