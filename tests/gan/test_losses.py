@@ -171,3 +171,29 @@ def test_lazy_r1_applies_k_times_the_penalty_every_kth_round_only():
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   # and the penalty round really differs from a plain step (the check above can fail)
   assert max(float(np.abs(a - b).max()) for a, b in zip(lazy_on, plain)) > 1e-6
+
+
+def test_round_with_precomputed_draws_is_bitwise_the_round_that_draws_itself():
+  """`_train_rounds` hands each round its noise and real samples drawn ahead for the chunk
+  (`round_draws`); they must be exactly what the round would draw from its own key."""
+  from gan import train
+  from gan.configs.toy2d import get_config
+  from gan.steps import GanSteps
+  config = get_config('ring8,quick')
+  config.model.hidden, config.data.batch_size = 16, 32
+  config.train.n_d, config.train.n_g = 2, 2
+  gdata = train.build_data(config)
+  steps = GanSteps(*train.build_models(config, gdata.shape), config, gdata.real_fn)
+  state = steps.init(jax.random.key(0), gdata.shape)
+  state['step'] = jnp.asarray(5, jnp.int32)
+  draws = steps.round_draws(state['rng'], state['step'], sample_real=True)
+  assert draws['real'].shape == (2, 32, 2) and draws['g_noise'].shape == (2, 32, 2)
+  ahead, m_ahead = jax.jit(steps.round)(state, None, draws)
+  inside, m_inside = jax.jit(steps.round)(state, None)
+  for a, b in zip(jax.tree.leaves((ahead, m_ahead)), jax.tree.leaves((inside, m_inside))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # Other draws give another round (the comparison above can fail).
+  other = steps.round_draws(state['rng'], state['step'] + 1, sample_real=True)
+  moved, _ = jax.jit(steps.round)(state, None, other)
+  assert not np.array_equal(np.asarray(moved['d']['params']['Linear_0']['kernel']),
+                            np.asarray(inside['d']['params']['Linear_0']['kernel']))
