@@ -280,8 +280,14 @@ class GanSteps:
     """`lax.scan` over `length` round slots; slot i runs a round when i < num_rounds and passes
     the state through untouched otherwise (a `lax.cond`: the skipped branch costs nothing)."""
     slots = jnp.arange(length)
-    draws = jax.vmap(lambda i: self.round_draws(state['rng'], state['step'] + i, batches is None)
-                     )(slots)
+    # On one device the chunk's noise is drawn ahead (round_draws). On several, each round draws
+    # its own, laid out along `data`: the ahead-drawn arrays, laid out as XLA picks, put
+    # collectives in the loop that can run concurrently, and XLA:CPU's simulated devices
+    # deadlock on those (its rendezvous times out and aborts the process).
+    draws = None
+    if self.mesh is None or self.mesh.devices.size == 1:
+      draws = jax.vmap(lambda i: self.round_draws(state['rng'], state['step'] + i, batches is None)
+                       )(slots)
     first = None if batches is None else jax.tree.map(lambda b: b[0], batches)
     metric_shapes = jax.eval_shape(self.round, state, first,
                                    jax.tree.map(lambda d: d[0], draws))[1]
