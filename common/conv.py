@@ -18,6 +18,11 @@ A 1x1 convolution is a matmul outright: [B*H*W, C_in] x [C_in, C_out] on the (pa
 strided) input. XLA:CPU runs that 1.1-3x faster than its conv forward (8-2048 channels,
 batch 16, ResNet-50 shapes), at PyTorch's speed; its gradients are matmuls by autodiff.
 Cases other than NHWC/HWIO without dilation or groups fall back to lax.
+
+All of this is for XLA:CPU. When the default backend is an accelerator, `conv_general_dilated`
+is `lax.conv_general_dilated` itself: cuDNN's conv gradients are fast, and XLA:GPU's GEMM
+fusion (jax 0.11.2, H100) aborted the process compiling a ResNet-50 fine-tuning step that
+contained the 1x1 stride-2 matmul form ("Check failed: subdim_size_accumulator == dim_size").
 """
 from __future__ import annotations
 
@@ -88,12 +93,13 @@ def _pointwise(x, w, strides, padding, precision):
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
-  """`lax.conv_general_dilated`; plain NHWC/HWIO convs get matmul kernel gradients, 1x1 ones
-  are matmuls outright."""
+  """`lax.conv_general_dilated`; on the CPU, plain NHWC/HWIO convs get matmul kernel gradients,
+  1x1 ones are matmuls outright."""
   ones = (None, (1, 1), [1, 1])
-  plain = (lhs.ndim == 4 and dimension_numbers is not None and lhs_dilation in ones
-           and rhs_dilation in ones and feature_group_count == 1 and batch_group_count == 1
-           and preferred_element_type is None and not isinstance(padding, str))
+  plain = (jax.default_backend() == 'cpu' and lhs.ndim == 4 and dimension_numbers is not None
+           and lhs_dilation in ones and rhs_dilation in ones and feature_group_count == 1
+           and batch_group_count == 1 and preferred_element_type is None
+           and not isinstance(padding, str))
   if plain:
     nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
     plain = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == nhwc
