@@ -190,8 +190,14 @@ def test_round_with_precomputed_draws_is_bitwise_the_round_that_draws_itself():
   assert draws['real'].shape == (2, 32, 2) and draws['g_noise'].shape == (2, 32, 2)
   ahead, m_ahead = jax.jit(steps.round)(state, None, draws)
   inside, m_inside = jax.jit(steps.round)(state, None)
+  # Bitwise on XLA:CPU. XLA:GPU fuses the round that draws differently and may round a value
+  # differently (on an H100: one of 32 kernel entries, by one ulp), so there it is allclose.
+  exact = jax.default_backend() == 'cpu'
   for a, b in zip(jax.tree.leaves((ahead, m_ahead)), jax.tree.leaves((inside, m_inside))):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    if exact:
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    else:
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-9)
   # Other draws give another round (the comparison above can fail).
   other = steps.round_draws(state['rng'], state['step'] + 1, sample_real=True)
   moved, _ = jax.jit(steps.round)(state, None, other)

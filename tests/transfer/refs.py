@@ -115,16 +115,18 @@ class TorchResNet(nn.Module):
       setattr(self, f'layer{i + 1}', nn.Sequential(*blocks))
     self.fc = nn.Linear(in_ch, num_classes)
 
-  def forward(self, x):
-    nhwc = lambda t: t.permute(0, 2, 3, 1).detach().numpy()
+  def forward(self, x, stages: bool = True):
+    """With `stages=False` the dict is empty (no host copies, as a timed forward wants)."""
+    out = {}
+    keep = lambda name, t: out.__setitem__(name, t.detach().cpu().numpy()) if stages else None
     x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-    stages = {'stem': nhwc(x)}
+    keep('stem', x.permute(0, 2, 3, 1))
     for i in range(1, 5):
       x = getattr(self, f'layer{i}')(x)
-      stages[f'stage{i}'] = nhwc(x)
+      keep(f'stage{i}', x.permute(0, 2, 3, 1))
     x = x.mean(dim=(2, 3))
-    stages['pool'] = x.detach().numpy()
-    return self.fc(x), stages
+    keep('pool', x)
+    return self.fc(x), out
 
 
 def torch_resnet(arch: str, num_classes: int, seed: int) -> TorchResNet:
