@@ -5,6 +5,8 @@ Both sides do the same work per round: D step = G forward (train-mode BatchNorm,
 gradient) + D forward/backward on [real; fake]; G step = G forward/backward through a
 frozen D. PyTorch uses nn.ConvTranspose2d in G. Before timing, the PyTorch models are
 loaded with the JAX weights and their outputs compared, so both sides are the same network.
+When JAX runs on a GPU, torch runs on CUDA and both compute at JAX's default precision
+(TF32 for float32 convs and matmuls; benchmarks/peer.py); the checks run in full float32.
 
   python benchmarks/dcgan_speed.py [--rounds 5] [--fused 4] [--threads 2 | --cores 1]
       [--methods col2im,subpixel,transpose]
@@ -35,6 +37,7 @@ import torch
 from torch import nn as tnn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import peer  # noqa: E402
 from gan import losses, models  # noqa: E402
 
 SIZE, CHANNELS, FEATURES, BATCH, NOISE = 32, 3, 64, 64, 100
@@ -160,14 +163,14 @@ def load_jax_weights(tg: TorchGenerator, td: TorchDiscriminator, g_params, d_par
     td.fc.bias.copy_(t(d_params['Linear_0']['bias']))
 
 
-def make_torch_round(tg, td, real, fused: int = 1):
+def make_torch_round(tg, td, real, fused: int = 1, device: str = 'cpu'):
   opt_g = torch.optim.Adam(tg.parameters(), lr=LR, betas=(B1, 0.999))
   opt_d = torch.optim.Adam(td.parameters(), lr=LR, betas=(B1, 0.999))
   softplus = torch.nn.functional.softplus
 
   def train_round():
     with torch.no_grad():
-      fake = tg(torch.randn(BATCH, NOISE))
+      fake = tg(torch.randn(BATCH, NOISE, device=device))
     real_logits, fake_logits = td(torch.cat([real, fake])).chunk(2)
     loss_d = softplus(-real_logits).mean() + softplus(fake_logits).mean()
     opt_d.zero_grad(set_to_none=True)
@@ -175,15 +178,16 @@ def make_torch_round(tg, td, real, fused: int = 1):
     opt_d.step()
     # Frozen D in the G step: skip its weight gradients (as the JAX G step does).
     td.requires_grad_(False)
-    loss_g = softplus(-td(tg(torch.randn(BATCH, NOISE)))).mean()
+    loss_g = softplus(-td(tg(torch.randn(BATCH, NOISE, device=device)))).mean()
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
     td.requires_grad_(True)
-    return loss_d.item(), loss_g.item()
+    return torch.stack([loss_d.detach(), loss_g.detach()])
 
   def train_rounds():
-    return [train_round() for _ in range(fused)]
+    # One host sync per call, as the JAX side blocks once per scan.
+    return torch.stack([train_round() for _ in range(fused)]).tolist()
 
   return train_rounds
 
@@ -277,10 +281,13 @@ def main() -> None:
     args.threads = args.cores
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
-  print(f'jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} with '
-        f'{torch.get_num_threads()} threads; XLA:CPU uses one thread per usable core '
+  device = peer.torch_device(jax, torch)
+  peer.match_precision(torch, device, full=False)  # JAX's default precision on both sides
+  print(f'{peer.describe(jax, torch, device)}; torch CPU ops use {torch.get_num_threads()} '
+        f'threads; XLA:CPU uses one thread per usable core '
         f'({len(os.sched_getaffinity(0))} of {os.cpu_count()} here)')
-  check_upsampling(methods)
+  with jax.default_matmul_precision('highest'):  # checked against torch's float32 CPU ops
+    check_upsampling(methods)
 
   real_np = np.random.default_rng(2).uniform(-1, 1, (BATCH, SIZE, SIZE, CHANNELS)).astype(np.float32)
   real = jnp.asarray(real_np)
@@ -291,9 +298,11 @@ def main() -> None:
     if not fns:
       tg, td = TorchGenerator(), TorchDiscriminator()
       load_jax_weights(tg, td, state['g']['params'], state['d']['params'])
-      check_parity(gen, disc, state, tg, td)
-      t_real = torch.from_numpy(real_np.transpose(0, 3, 1, 2).copy())
-      fns['torch'] = make_torch_round(tg, td, t_real, args.fused)
+      with jax.default_matmul_precision('highest'):
+        check_parity(gen, disc, state, tg, td)
+      tg.to(device), td.to(device)
+      t_real = torch.from_numpy(real_np.transpose(0, 3, 1, 2).copy()).to(device)
+      fns['torch'] = make_torch_round(tg, td, t_real, args.fused, device)
     fns[method] = make_jax_stepper(train_rounds, state, real)
   sec = {name: tuple(t / args.fused for t in times)
          for name, times in time_interleaved(fns, args.rounds, args.warmup).items()}

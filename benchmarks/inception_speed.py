@@ -1,4 +1,4 @@
-"""FID feature extraction: this project's Flax InceptionV3 vs the same network in torch, one CPU.
+"""FID feature extraction: this project's Flax InceptionV3 vs the same network in torch.
 
 Both sides run the FID InceptionV3 (resize to 299, pool features [N, 2048]) with the same random
 weights: the torch network is saved as a pytorch-fid style .pth and converted with
@@ -6,7 +6,9 @@ weights: the torch network is saved as a pytorch-fid style .pth and converted wi
 timing. Both get the same number of threads (XLA via XLA_FLAGS, torch via set_num_threads).
 Compilation and warm-up are timed apart from throughput. Batches alternate between the two
 sides, so load from other processes on a shared machine hits both alike; --num is rounded down to
-whole batches.
+whole batches. When JAX runs on a GPU, torch runs on CUDA (benchmarks/peer.py); both sides take
+host arrays and return host features, and both compute in full float32 (no TF32), as FID
+features should.
 
   python benchmarks/inception_speed.py [--num=10000] [--batch_size=50] [--image_size=32]
       [--threads=N]
@@ -44,6 +46,7 @@ def main() -> None:
   import numpy as np
   import torch
 
+  from benchmarks import peer
   from common import inception
   # The parity test's torch network: one copy of the reference.
   from tests.common.torch_fid_inception import random_fid_inception
@@ -51,8 +54,9 @@ def main() -> None:
   b = min(args.batch_size, args.num)
   num = args.num // b * b
   torch.set_num_threads(args.threads)
-  print(f'jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}; '
-        f'{args.threads} threads each, {os.cpu_count()} cores; {num} images of '
+  device = peer.torch_device(jax, torch)
+  peer.match_precision(torch, device, full=True)  # the FID network computes in full float32
+  print(f'{peer.describe(jax, torch, device)}; {args.threads} CPU threads each, {os.cpu_count()} cores; {num} images of '
         f'{args.image_size}x{args.image_size}, batch {b}')
 
   net = random_fid_inception(seed=0)
@@ -60,13 +64,14 @@ def main() -> None:
     path = os.path.join(tmp, 'fid_inception.pth')
     torch.save(net.state_dict(), path)
     variables = inception.convert_pytorch_fid(path)
+  net.to(device)
 
   rng = np.random.default_rng(0)
   images = rng.random((num, args.image_size, args.image_size, 3), dtype=np.float32)
 
   def torch_features(x: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-      return net(torch.from_numpy(x).permute(0, 3, 1, 2))[0].numpy()
+      return net(torch.from_numpy(x).to(device).permute(0, 3, 1, 2))[0].cpu().numpy()
 
   start = time.perf_counter()
   first = inception.fid_features(variables, images[:b], batch_size=b)

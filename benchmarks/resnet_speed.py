@@ -1,4 +1,4 @@
-"""ResNet transfer learning on one CPU: this project's Flax/optax code vs PyTorch, side by side.
+"""ResNet transfer learning: this project's Flax/optax code vs PyTorch, side by side.
 
 Four measurements, each printed with its ratio:
 
@@ -13,7 +13,9 @@ Four measurements, each printed with its ratio:
 
 The torch network is the parity tests' plain torch.nn ResNet (torchvision layout,
 tests/transfer/refs.py); its random weights go through `transfer.convert.from_torchvision`,
-so both sides compute with the same weights, checked before timing. Both get the same threads.
+so both sides compute with the same weights, checked before timing. Both get the same threads;
+when JAX runs on a GPU, torch runs on CUDA (benchmarks/peer.py). Inference takes uint8 host
+images on both sides; the fine-tuning step's batch is already on the device on both sides.
 Compilation and warm-up are timed apart; timed iterations alternate between the two sides, so
 load from other processes on a shared machine hits both alike.
 
@@ -100,10 +102,11 @@ def _torch_optimizer(net, torch):
                          lr=1e-2, momentum=0.9)
 
 
-def _torch_input(images, torch):
-  mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-  std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-  x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+def _torch_input(images, torch, device: str = 'cpu'):
+  """uint8 NHWC on the host -> normalised float NCHW on `device` (uint8 crosses, as for JAX)."""
+  mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+  std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+  x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
   return ((x - mean) / std).contiguous()
 
 
@@ -150,17 +153,21 @@ def main() -> None:
   import numpy as np
   import torch
 
+  from benchmarks import peer
   from tests.transfer.refs import torch_resnet  # the parity tests' torch network
   from transfer import convert, features, resnet, train
   torch.set_num_threads(args.threads)  # refs sets 1 for its small test models
-  print(f'jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}; '
-        f'{args.threads} threads each, {os.cpu_count()} cores; {args.arch}')
+  device = peer.torch_device(jax, torch)
+  peer.match_precision(torch, device, full=False)  # the project's ResNets use JAX's default
+  print(f'{peer.describe(jax, torch, device)}; {args.threads} CPU threads each, '
+        f'{os.cpu_count()} cores; {args.arch}')
 
   net = torch_resnet(args.arch, args.num_classes, seed=0)
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, f'{args.arch}.pth')
     torch.save(net.state_dict(), path)
     variables = convert.from_torchvision(path, args.arch)
+  net.to(device)
   model = resnet.create_model(args.arch, args.num_classes)
   rng = np.random.default_rng(0)
   s, b = args.image_size, args.batch_size
@@ -173,12 +180,13 @@ def main() -> None:
   compile_s = time.perf_counter() - t0
   net.eval()
   with torch.no_grad():
-    ref = net(_torch_input(images, torch))[0].numpy()
+    ref = net(_torch_input(images, torch, device), stages=False)[0].cpu().numpy()
   rel = float(np.max(np.abs(logits - ref)) / np.max(np.abs(ref)))
 
   def torch_infer():
     with torch.no_grad():
-      net(_torch_input(images, torch))
+      net(_torch_input(images, torch, device), stages=False)
+    peer.sync(torch, device)
 
   tj, tt = _time_pair(lambda: jax.block_until_ready(forward(variables, images)), torch_infer,
                       args.iters)
@@ -194,20 +202,22 @@ def main() -> None:
   batch = {'image': rng.integers(0, 256, (1, tb, s, s, 3), np.uint8),
            'label': rng.integers(0, args.num_classes, (1, tb), np.int32)}
   hp = _hparams(1e-2, 100)
+  x_t = _torch_input(batch['image'][0], torch, device)
+  y_t = torch.from_numpy(batch['label'][0]).long().to(device)
+  batch = jax.device_put(batch)  # both sides' step batches wait on the device
   t0 = time.perf_counter()
   state, m = fns.chunk(state, batch, hp)
   jax.block_until_ready(m)
   compile_s = time.perf_counter() - t0
   net.train()
   opt = _torch_optimizer(net, torch)
-  x_t = _torch_input(batch['image'][0], torch)
-  y_t = torch.from_numpy(batch['label'][0]).long()
 
   def torch_step():
     opt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(net(x_t)[0], y_t)
+    loss = torch.nn.functional.cross_entropy(net(x_t, stages=False)[0], y_t)
     loss.backward()
     opt.step()
+    peer.sync(torch, device)
 
   torch_step()  # warm-up: allocates gradients and momentum buffers
 

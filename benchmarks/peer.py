@@ -1,0 +1,39 @@
+"""Where the PyTorch peer runs: on the same kind of device as JAX, so ratios compare like with like.
+
+JAX on a GPU puts torch on CUDA (when torch has it); otherwise both run on the CPU. Timed torch
+calls end with `sync`, since CUDA kernels return before they finish, as JAX's
+`block_until_ready` waits for its own.
+"""
+from __future__ import annotations
+
+
+def torch_device(jax, torch) -> str:
+  """'cuda' when JAX's default backend is a GPU and torch can use one, else 'cpu'."""
+  if jax.default_backend() == 'gpu' and torch.cuda.is_available():
+    return 'cuda'
+  return 'cpu'
+
+
+def sync(torch, device: str) -> None:
+  """Waits for torch's queued work on `device`."""
+  if device == 'cuda':
+    torch.cuda.synchronize()
+
+
+def match_precision(torch, device: str, full: bool) -> None:
+  """Sets torch's float32 conv/matmul precision on CUDA to the JAX side's.
+
+  `full`: true float32, as JAX's 'highest'; otherwise TF32, which is what JAX's default
+  precision gives float32 convs and dots on NVIDIA GPUs (torch's default allows TF32 for cuDNN
+  convs but not for matmuls). No effect on the CPU, where both compute in float32.
+  """
+  if device == 'cuda':
+    torch.backends.cudnn.allow_tf32 = not full
+    torch.backends.cuda.matmul.allow_tf32 = not full
+
+
+def describe(jax, torch, device: str) -> str:
+  """One line naming both sides' devices."""
+  name = torch.cuda.get_device_name() if device == 'cuda' else 'cpu'
+  return (f'jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), '
+          f'torch {torch.__version__} on {name}')
