@@ -300,7 +300,8 @@ def main() -> None:
       load_jax_weights(tg, td, state['g']['params'], state['d']['params'])
       with jax.default_matmul_precision('highest'):
         check_parity(gen, disc, state, tg, td)
-      tg.to(device), td.to(device)
+      tg.to(device)
+      td.to(device)
       t_real = torch.from_numpy(real_np.transpose(0, 3, 1, 2).copy()).to(device)
       fns['torch'] = make_torch_round(tg, td, t_real, args.fused, device)
     fns[method] = make_jax_stepper(train_rounds, state, real)

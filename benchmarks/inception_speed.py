@@ -56,8 +56,8 @@ def main() -> None:
   torch.set_num_threads(args.threads)
   device = peer.torch_device(jax, torch)
   peer.match_precision(torch, device, full=True)  # the FID network computes in full float32
-  print(f'{peer.describe(jax, torch, device)}; {args.threads} CPU threads each, {os.cpu_count()} cores; {num} images of '
-        f'{args.image_size}x{args.image_size}, batch {b}')
+  print(f'{peer.describe(jax, torch, device)}; {args.threads} CPU threads each, '
+        f'{os.cpu_count()} cores; {num} images of {args.image_size}x{args.image_size}, batch {b}')
 
   net = random_fid_inception(seed=0)
   with tempfile.TemporaryDirectory() as tmp:

@@ -118,7 +118,11 @@ class TorchResNet(nn.Module):
   def forward(self, x, stages: bool = True):
     """With `stages=False` the dict is empty (no host copies, as a timed forward wants)."""
     out = {}
-    keep = lambda name, t: out.__setitem__(name, t.detach().cpu().numpy()) if stages else None
+
+    def keep(name, t):
+      if stages:
+        out[name] = t.detach().cpu().numpy()
+
     x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
     keep('stem', x.permute(0, 2, 3, 1))
     for i in range(1, 5):
