@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import numpy as np
 from scipy import linalg
@@ -16,6 +17,16 @@ from scipy import linalg
 from common.errors import UserError
 
 _STATS_KEYS = ('mu', 'sigma')
+
+
+def _sqrtm(m: np.ndarray) -> np.ndarray:
+  """scipy's matrix square root, quietly: a singular input is handled by the caller's check.
+
+  (`disp=False`, pytorch-fid's way to silence it, is deprecated in SciPy 1.16 and gone in 1.18.)
+  """
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', linalg.LinAlgWarning)
+    return linalg.sqrtm(m)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
@@ -33,12 +44,12 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
       raise UserError(f'{name} holds NaN or inf; recompute the statistics from finite features')
 
   diff = mu1 - mu2
-  covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+  covmean = _sqrtm(sigma1.dot(sigma2))
   if not np.isfinite(covmean).all():
     # A singular product has no finite square root; a tiny ridge makes it well posed, as in
     # pytorch-fid.
     offset = np.eye(sigma1.shape[0]) * eps
-    covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    covmean = _sqrtm((sigma1 + offset).dot(sigma2 + offset))
   if np.iscomplexobj(covmean):
     # Round-off can leave a small imaginary part; a large one means the covariances are not
     # positive semi-definite.
