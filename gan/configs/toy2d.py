@@ -13,22 +13,30 @@ def get_config(arg=None):
   name, quick = parse_arg(arg, 'ring8')
   c = base_config()
   c.data.name = name
+  # GAN Lab's uniform noise on [-1, 1]²: on ring8 (seeds 0-9) it gives high_quality 0.960 where
+  # standard Gaussian noise gives 0.945, with the same modes and reverse KL.
+  c.model.noise = 'uniform'
   if name == 'ring8':
     # R1 (Mescheder et al. 2018) keeps every mode on every seed (without it one seed in ten
     # drops a mode); applied lazily (every 4th round) it costs little.
     c.train.steps = 7000
     c.loss.r1_gamma = 0.1
     c.loss.r1_every = 4
+    # A 3x higher learning rate, decayed to 0 (cosine), makes the modes sharper in the same
+    # rounds: high_quality 0.970 vs 0.958 at a constant 1e-3 (seeds 0-9).
+    c.train.update(g_lr=3e-3, d_lr=3e-3, lr_decay='cosine')
   elif name == 'grid25':
-    # 25 modes need more: R1 keeps every mode covered (without it 11-13 of 25 survive), a
-    # deeper MLP and a longer run make the modes sharp.
-    c.train.steps = 12000
+    # 25 modes need more: R1 keeps every mode covered (without it 11-13 of 25 survive) and a
+    # deeper MLP makes the modes sharp. At 3e-3 with cosine decay, the base Adam b1=0.5
+    # lost up to 6 modes on some seeds; b1=0, b2=0.99 keeps all 25 and reaches high_quality
+    # 0.942 in 7000 rounds, where a constant 1e-3 needs 12000 for 0.935 (seeds 0-9).
+    c.train.steps = 7000
     c.model.depth = 4
     c.loss.r1_gamma = 0.1
     c.loss.r1_every = 4
+    c.train.update(g_lr=3e-3, d_lr=3e-3, lr_decay='cosine', b1=0.0, b2=0.99)
   else:  # GAN Lab's [0,1]² toys
     c.train.steps = 4000
-    c.model.noise = 'uniform'
   # 6 evaluations (the last at the end), on multiples of log_every, none just before the end.
   c.eval_every = -(-c.train.steps // 6 // c.log_every) * c.log_every
   c.checkpoint_every = c.train.steps // 2
