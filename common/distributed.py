@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 
@@ -35,6 +36,7 @@ _JAX_TIMEOUT_MARGIN_S = 30
 
 def initialize() -> None:
   """Call once, before any other JAX work; a no-op for single-process runs."""
+  widen_cpu_thread_pool()
   given = {k: os.environ.get(k) for k in _ENV if os.environ.get(k)}
   if os.environ.get('ADVCNN_DISTRIBUTED') == 'auto':
     timeout = init_timeout()
@@ -65,6 +67,34 @@ def initialize() -> None:
     jax.distributed.initialize(address, n, pid,
                                initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
   check_process_count(n, timeout)
+
+
+_NPROC_ENV = 'NPROC'  # read by XLA:CPU for its thread pools' size (default: the core count)
+
+
+def simulated_cpu_devices() -> int:
+  """How many CPU devices this process will simulate (1 unless XLA_FLAGS or JAX asks for more)."""
+  found = re.findall(r'--xla_force_host_platform_device_count=(\d+)', os.environ.get('XLA_FLAGS', ''))
+  counts = [int(found[-1])] if found else []
+  env = os.environ.get('JAX_NUM_CPU_DEVICES', '')
+  if env.isdigit():
+    counts.append(int(env))
+  return max(counts, default=1)
+
+
+def widen_cpu_thread_pool() -> None:
+  """Give XLA:CPU's thread pools room for several collectives per simulated device.
+
+  XLA:CPU sizes its pools at max(cores, devices) threads. Each collective holds a thread until
+  every device has arrived, and a device may have two or more independent collectives in
+  flight (fsdp's all-gathers): on a 2-core machine, 8 simulated devices then sometimes take all
+  8 threads while one device waits for a thread, and XLA aborts the process after 40 s. Setting
+  `NPROC` (which XLA reads before the core count) to 4 threads per device avoids that. A value
+  the user set is kept; real accelerators and single-device runs are untouched.
+  """
+  devices = simulated_cpu_devices()
+  if devices > 1 and not os.environ.get(_NPROC_ENV):
+    os.environ[_NPROC_ENV] = str(max(os.cpu_count() or 1, 4 * devices))
 
 
 def init_timeout() -> int:
