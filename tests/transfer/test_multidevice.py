@@ -33,6 +33,8 @@ OVERRIDES = ['model.weights=', 'freeze.bn_train=False', 'optim.name=sgd', 'optim
 # After one SGD step with momentum the optimiser state holds the gradient.
 BN_SCRIPT = r'''
 import sys
+from common import distributed
+distributed.widen_cpu_thread_pool()  # as the launchers do, before XLA starts
 import jax
 import numpy as np
 from jax.sharding import Mesh
