@@ -28,6 +28,7 @@ from common.errors import UserError
 
 _ENV = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
 _TIMEOUT_ENV = 'ADVCNN_INIT_TIMEOUT'
+_NPROC_ENV = 'NPROC'  # read by XLA:CPU for its thread pools' size (default: the core count)
 _DEFAULT_TIMEOUT_S = 60
 # JAX's own deadline comes this much later than ours, so ours (a one-line error,
 # exit code 2) fires first instead of JAX's abort with a C++ stack trace.
@@ -67,9 +68,6 @@ def initialize() -> None:
     jax.distributed.initialize(address, n, pid,
                                initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
   check_process_count(n, timeout)
-
-
-_NPROC_ENV = 'NPROC'  # read by XLA:CPU for its thread pools' size (default: the core count)
 
 
 def simulated_cpu_devices() -> int:

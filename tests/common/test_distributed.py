@@ -1,4 +1,6 @@
 """The thread-pool widening applied before XLA:CPU simulates several devices."""
+import os
+
 import pytest
 
 from common import distributed
@@ -21,11 +23,11 @@ def test_widen_sets_nproc_only_for_simulated_devices_and_keeps_the_users(monkeyp
   monkeypatch.delenv('NPROC', raising=False)
   monkeypatch.setenv('XLA_FLAGS', '')
   distributed.widen_cpu_thread_pool()
-  assert "NPROC" not in distributed.os.environ
+  assert 'NPROC' not in os.environ
   monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
-  monkeypatch.setattr(distributed.os, 'cpu_count', lambda: 2)
+  monkeypatch.setattr(os, 'cpu_count', lambda: 2)
   distributed.widen_cpu_thread_pool()
-  assert distributed.os.environ['NPROC'] == '32'
+  assert os.environ['NPROC'] == '32'
   monkeypatch.setenv('NPROC', '5')
   distributed.widen_cpu_thread_pool()
-  assert distributed.os.environ['NPROC'] == '5'
+  assert os.environ['NPROC'] == '5'
