@@ -12,7 +12,10 @@ how the gradients are computed differs:
   one [C_in, M] x [M, C_out] matmul per kernel tap, which XLA:CPU runs at full speed
   (below 8 input channels, one matmul over the im2col patches instead);
 - input: the transposed conv that autodiff would emit, but with its kernel as an
-  explicit HWIO copy (see `_conv_bwd`).
+  explicit HWIO copy (see `_conv_bwd`); when the stride divides the kernel size (DCGAN's
+  4x4 stride-2 convs), `transposed_conv` instead: one matmul and an overlap-add, without
+  the dilated conv's multiplications by the zeros between dY's pixels (3/4 of them at
+  stride 2). A 32 px DCGAN round on 1 core: 233 -> 217 ms.
 
 A 1x1 convolution is a matmul outright: [B*H*W, C_in] x [C_in, C_out] on the (padded,
 strided) input. XLA:CPU runs that 1.1-3x faster than its conv forward (8-2048 channels,
@@ -38,6 +41,43 @@ _NHWC = ('NHWC', 'HWIO', 'NHWC')
 _IM2COL_MAX_CHANNELS = 8
 
 
+def transposed_conv(y, w, input_hw, strides, padding, precision=None):
+  """The adjoint of a stride-s NHWC/HWIO conv whose kernel size is a multiple of s.
+
+  Given `w` [kh, kw, C_in, C_out] and `y` [B, Ho, Wo, C_out] shaped like the conv's output,
+  returns the [B, *input_hw, C_in] input gradient `lax.conv_general_dilated(x, w, strides,
+  padding)` would give for cotangent `y`: torch's `conv_transpose2d` (a DCGAN generator's
+  upsampling layer is this with padding 1). One [B*Ho*Wo, C_out] x [C_out, kh*kw*C_in]
+  matmul gives each pixel's contribution to every tap, zero-free; the taps are then
+  overlap-added. With tap k = s*a + p, pixel i feeds padded input row s*(i + a) + p, so the
+  overlap-add is (kh/s)*(kw/s) shifted [B, Ho, s, Wo, s, C_in] blocks: contiguous slices in
+  the adjoint, which XLA:CPU runs much faster than kh*kw strided ones.
+  """
+  kh, kw, c_in, c_out = w.shape
+  (sh, sw), (ry, rx) = strides, (kh // strides[0], kw // strides[1])
+  if ry * sh != kh or rx * sw != kw:
+    raise ValueError(f'transposed_conv needs kernel sizes {kh}x{kw} divisible by the strides {strides}')
+  b, ho, wo, _ = y.shape
+  # [kh, kw, C_in, C_out] -> columns ordered (a_y, a_x, p_y, p_x, C_in).
+  w_cols = w.reshape(ry, sh, rx, sw, c_in, c_out).transpose(5, 0, 2, 1, 3, 4).reshape(c_out, -1)
+  cols = jnp.matmul(y.reshape(-1, c_out), w_cols, precision=precision)
+  cols = cols.reshape(b, ho, wo, ry, rx, sh, sw, c_in)
+  out = None
+  for ay in range(ry):
+    for ax in range(rx):
+      block = cols[:, :, :, ay, ax].transpose(0, 1, 3, 2, 4, 5)  # [B, Ho, p_y, Wo, p_x, C_in]
+      block = jnp.pad(block, ((0, 0), (ay, ry - 1 - ay), (0, 0), (ax, rx - 1 - ax), (0, 0), (0, 0)))
+      out = block if out is None else out + block
+  # `out` covers padded input rows 0 .. s*(Ho + kh/s - 1) - 1; crop the conv's padding and
+  # add zeros for trailing input rows no window reached.
+  out = out.reshape(b, sh * (ho + ry - 1), sw * (wo + rx - 1), c_in)
+  (top, _), (left, _) = padding
+  h, w_ = input_hw
+  out = jnp.pad(out, ((0, 0), (0, max(top + h - out.shape[1], 0)),
+                      (0, max(left + w_ - out.shape[2], 0)), (0, 0)))
+  return out[:, top:top + h, left:left + w_]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x, w, strides, padding, precision):
   return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,
@@ -57,11 +97,14 @@ def _conv_bwd(strides, padding, precision, res, g):
   # channels swapped in an explicit HWIO copy. Left to autodiff, the swap is folded into the
   # conv's dimension labels (kernel "01oi"), and inside a scan XLA:CPU then runs that conv on
   # a generic path 3-10x slower than its HWIO one.
-  w_t = lax.optimization_barrier(jnp.transpose(jnp.flip(w, (0, 1)), (0, 1, 3, 2)))
-  pads = [(k - 1 - lo, size - 1 - (n - 1) * s + lo)
-          for k, (lo, _), size, n, s in zip((kh, kw), padding, x.shape[1:3], (ho, wo), strides)]
-  dx = lax.conv_general_dilated(g, w_t, (1, 1), pads, lhs_dilation=strides,
-                                dimension_numbers=_NHWC, precision=precision)
+  if sh > 1 and sw > 1 and kh % sh == 0 and kw % sw == 0:
+    dx = transposed_conv(g, w, x.shape[1:3], strides, padding, precision)
+  else:
+    w_t = lax.optimization_barrier(jnp.transpose(jnp.flip(w, (0, 1)), (0, 1, 3, 2)))
+    pads = [(k - 1 - lo, size - 1 - (n - 1) * s + lo)
+            for k, (lo, _), size, n, s in zip((kh, kw), padding, x.shape[1:3], (ho, wo), strides)]
+    dx = lax.conv_general_dilated(g, w_t, (1, 1), pads, lhs_dilation=strides,
+                                  dimension_numbers=_NHWC, precision=precision)
   xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   g2 = g.reshape(-1, c_out)
   windows = [lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (ho - 1) + 1,

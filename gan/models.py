@@ -155,26 +155,11 @@ def _upsample_subpixel(x: Array, kernel: Array) -> Array:
 
 
 def _upsample_col2im(x: Array, kernel: Array) -> Array:
-  # One matmul gives every input pixel's contribution to all 16 taps (the zero-free
-  # 16*Cin*Cout multiply-adds per pixel, like torch's col2im); the taps are then
-  # overlap-added into the output. With tap k = 2a + p, input row i feeds padded output
-  # row 2(i + a) + p, so the overlap-add is 4 shifted [B, H, 2, W, 2, C] blocks (a_y, a_x)
-  # on a [B, H+1, 2, W+1, 2, C] grid. Its adjoint (in the backward pass) is 4 contiguous
-  # slices, which XLA:CPU runs much faster than 16 strided ones or conv_transpose's
-  # kernel gradient.
-  b, h, w, c_in = x.shape
-  c_out = kernel.shape[3]
-  # [4 (ky), 4 (kx), Cin, C] -> columns ordered (a_y, a_x, p_y, p_x, C).
-  k = kernel.reshape(2, 2, 2, 2, c_in, c_out).transpose(4, 0, 2, 1, 3, 5).reshape(c_in, 16 * c_out)
-  cols = jnp.dot(x.reshape(-1, c_in), k).reshape(b, h, w, 2, 2, 2, 2, c_out)
-  out = None
-  for ay in (0, 1):
-    for ax in (0, 1):
-      block = cols[:, :, :, ay, ax].transpose(0, 1, 3, 2, 4, 5)  # [B, H, p_y, W, p_x, C]
-      block = jnp.pad(block, ((0, 0), (ay, 1 - ay), (0, 0), (ax, 1 - ax), (0, 0), (0, 0)))
-      out = block if out is None else out + block
-  # Padded rows 0 and 2H + 1 correspond to torch's padding=1: crop them.
-  return out.reshape(b, 2 * h + 2, 2 * w + 2, c_out)[:, 1:-1, 1:-1]
+  # The adjoint of the 4x4 stride-2 conv with the in/out-swapped kernel, as one matmul (the
+  # zero-free 16*Cin*Cout multiply-adds per pixel, like torch's col2im) and an overlap-add.
+  b, h, w, _ = x.shape
+  return conv.transposed_conv(x, jnp.swapaxes(kernel, 2, 3), (2 * h, 2 * w), (2, 2),
+                              ((1, 1), (1, 1)))
 
 
 _UPSAMPLERS = {
