@@ -157,7 +157,7 @@ def _upsample_subpixel(x: Array, kernel: Array) -> Array:
 def _upsample_col2im(x: Array, kernel: Array) -> Array:
   # The adjoint of the 4x4 stride-2 conv with the in/out-swapped kernel, as one matmul (the
   # zero-free 16*Cin*Cout multiply-adds per pixel, like torch's col2im) and an overlap-add.
-  b, h, w, _ = x.shape
+  h, w = x.shape[1:3]
   return conv.transposed_conv(x, jnp.swapaxes(kernel, 2, 3), (2 * h, 2 * w), (2, 2),
                               ((1, 1), (1, 1)))
 
