@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from common import conv
+from common import batchnorm, conv
 from common.errors import UserError
 
 Array = jax.Array
@@ -352,7 +352,7 @@ class DCGANGenerator(nn.Module):
   def __call__(self, z: Array, train: bool = False) -> Array:
     start, n_up = _dcgan_plan(self.image_size)
     width = self.features * 2 ** (n_up - 1)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+    norm = functools.partial(batchnorm.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype)
     x = nn.Dense(start * start * width, use_bias=False, kernel_init=DCGAN_INIT,
                  dtype=self.dtype)(z.astype(self.dtype))

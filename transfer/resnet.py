@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from common import conv
+from common import batchnorm, conv
 from common.errors import UserError
 
 STYLES = ('torchvision', 'keras')
@@ -121,10 +121,10 @@ def _conv(features: int, kernel: int, strides: int, padding: int, name: str,
 
 
 def _bn(name: str, train: bool, style: _StyleSpec, dtype: Any
-        ) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train,
-                      momentum=style.bn_momentum, epsilon=style.bn_epsilon,
-                      dtype=dtype, name=name)
+        ) -> batchnorm.BatchNorm:
+  return batchnorm.BatchNorm(use_running_average=not train,
+                             momentum=style.bn_momentum, epsilon=style.bn_epsilon,
+                             dtype=dtype, name=name)
 
 
 class BasicBlock(nn.Module):
