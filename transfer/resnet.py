@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from common import batchnorm, conv
+from common import batchnorm, conv, pool
 from common.errors import UserError
 
 STYLES = ('torchvision', 'keras')
@@ -219,12 +219,12 @@ class ResNet(nn.Module):
     x = _conv(64, 7, 2, 3, 'stem_conv', s, self.dtype)(x)
     x = nn.relu(_bn('stem_bn', train, s, self.dtype)(x))
     if self.style == 'torchvision':
-      # nn.max_pool pads with -inf, like torch's MaxPool2d(padding=1).
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      # Padding with -inf, like torch's MaxPool2d(padding=1).
+      x = pool.max_pool_nhwc(x, (3, 3), (2, 2), ((1, 1), (1, 1)))
     else:
       # Keras pads with zeros first; equal after ReLU but kept literal.
       x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='VALID')
+      x = pool.max_pool_nhwc(x, (3, 3), (2, 2), ((0, 0), (0, 0)))
     stages = {'stem': x}
     for i, (name, width, n) in enumerate(
         zip(STAGE_NAMES, STAGE_WIDTHS, spec.stage_sizes)):
