@@ -16,11 +16,12 @@ tests/transfer/refs.py); its random weights go through `transfer.convert.from_to
 so both sides compute with the same weights, checked before timing. Both get the same threads;
 when JAX runs on a GPU, torch runs on CUDA (benchmarks/peer.py). Inference takes uint8 host
 images on both sides; the fine-tuning step's batch is already on the device on both sides.
-Compilation and warm-up are timed apart; timed iterations alternate between the two sides, so
-load from other processes on a shared machine hits both alike.
+Compilation and `--warmup` calls per side are left out of the timing; the `--iters` timed calls
+alternate between the two sides, so load from other processes on a shared machine hits both
+alike, and each side's figure is the median of its calls.
 
   python benchmarks/resnet_speed.py [--arch=resnet50] [--image_size=224] [--batch_size=16]
-      [--train_batch_size=8] [--iters=3] [--head_images=128] [--head_image_size=64]
+      [--train_batch_size=8] [--iters=5] [--warmup=2] [--head_images=128] [--head_image_size=64]
       [--head_epochs=50] [--rss_batch_size=32] [--skip_rss] [--threads=N]
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +45,8 @@ def _args():
   p.add_argument('--image_size', type=int, default=224)
   p.add_argument('--batch_size', type=int, default=16, help='inference batch')
   p.add_argument('--train_batch_size', type=int, default=8, help='fine-tuning step batch')
-  p.add_argument('--iters', type=int, default=3, help='timed iterations per side')
+  p.add_argument('--iters', type=int, default=5, help='timed iterations per side')
+  p.add_argument('--warmup', type=int, default=2, help='untimed calls per side before timing')
   p.add_argument('--num_classes', type=int, default=10)
   p.add_argument('--head_images', type=int, default=128, help='images in the head-training set')
   p.add_argument('--head_image_size', type=int, default=64)
@@ -54,6 +57,8 @@ def _args():
   p.add_argument('--threads', type=int, default=os.cpu_count())
   p.add_argument('--rss_child', action='store_true', help=argparse.SUPPRESS)
   args = p.parse_args()
+  if args.warmup < 0:
+    p.error('--warmup must be >= 0')
   if min(args.image_size, args.batch_size, args.train_batch_size, args.iters, args.head_images,
          args.head_image_size, args.head_epochs, args.rss_batch_size, args.threads) < 1:
     p.error('sizes, counts and --threads must be positive')
@@ -130,17 +135,24 @@ def rss_child(args) -> None:
   print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
-def _time_pair(jax_fn, torch_fn, iters: int) -> tuple[float, float]:
-  """Seconds per call of each, alternating calls."""
-  tj = tt = 0.0
+def _time_pair(jax_fn, torch_fn, iters: int, warmup: int) -> tuple[float, float]:
+  """Median seconds per call of each, alternating calls, after `warmup` untimed calls of each.
+
+  The first calls after compiling run slower on both sides (fresh memory pages, allocator
+  caches), so they are left out; the median keeps one call slowed by a neighbour's load from
+  setting the figure."""
+  for _ in range(warmup):
+    jax_fn()
+    torch_fn()
+  tj, tt = [], []
   for _ in range(iters):
     t0 = time.perf_counter()
     jax_fn()
-    tj += time.perf_counter() - t0
+    tj.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     torch_fn()
-    tt += time.perf_counter() - t0
-  return tj / iters, tt / iters
+    tt.append(time.perf_counter() - t0)
+  return statistics.median(tj), statistics.median(tt)
 
 
 def main() -> None:
@@ -189,7 +201,7 @@ def main() -> None:
     peer.sync(torch, device)
 
   tj, tt = _time_pair(lambda: jax.block_until_ready(forward(variables, images)), torch_infer,
-                      args.iters)
+                      args.iters, args.warmup)
   print(f'\n1. inference, batch {b} at {s} px (logits max rel diff {rel:.1e}; '
         f'jax compile {compile_s:.1f} s)')
   print(f'   flax {b / tj:8.1f} images/s   torch {b / tt:8.1f} images/s   '
@@ -226,7 +238,7 @@ def main() -> None:
     state, metrics = fns.chunk(state, batch, hp)
     jax.block_until_ready(metrics)
 
-  tj, tt = _time_pair(jax_step, torch_step, args.iters)
+  tj, tt = _time_pair(jax_step, torch_step, args.iters, args.warmup)
   print(f'\n2. fine-tuning step, batch {tb} at {s} px, BatchNorm in train mode '
         f'(jax compile {compile_s:.1f} s)')
   print(f'   flax {tj:8.3f} s/step     torch {tt:8.3f} s/step     flax/torch speed '
