@@ -1,10 +1,10 @@
-"""Train-mode BatchNorm whose gradient takes two passes over the activations, for XLA:CPU speed.
+"""Train-mode BatchNorm whose gradient takes two passes over the activations.
 
 `BatchNorm` is a drop-in for `flax.linen.BatchNorm` over the last axis: the same variables
 ('params': scale, bias; 'batch_stats': mean, var), the same running-statistics update (biased
 batch variance, flax momentum) and the same values. Only how train mode differentiates differs.
-Autodiff of flax's normalisation keeps `x - mean` and the normalised activations as extra
-[B, H, W, C] arrays and spends more passes over them; here the backward pass is one reduction
+Under autodiff of flax's normalisation, XLA:CPU kept `x - mean` as an extra [B, H, W, C]
+array per layer (a ResNet-50 step: 53 of them); here the backward pass is one reduction
 (sums of dy and dy * x per channel) and one elementwise pass, with x the only saved activation:
 
   dx = a * (dy - mean(dy) - (x - mean) * inv^2 * mean(dy * (x - mean)))    a = scale * inv
@@ -93,6 +93,7 @@ class BatchNorm(nn.Module):
     if self.use_running_average:
       return _normalize(x, scale, bias, ra_mean.value, ra_var.value, self.epsilon)
     if not self.is_initializing():
+      # The same reductions as inside normalize_train: XLA computes them once.
       mean, var = lax.stop_gradient(batch_stats(x))
       ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
       ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var

@@ -24,17 +24,21 @@ def _taps(xp, window, strides, out_hw):
           for i in range(kh) for j in range(kw)]
 
 
+def _reduce_max(x, window, strides, padding):
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1),
+                           ((0, 0), *padding, (0, 0)))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
              padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
   """Max over `window` at `strides` of NHWC `x`, padded with -inf by `padding` ((top, bottom),
   (left, right)); `flax.linen.max_pool`'s values, torch's choice of maximum in the gradient."""
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1),
-                           ((0, 0), *padding, (0, 0)))
+  return _reduce_max(x, window, strides, padding)
 
 
 def _fwd(x, window, strides, padding):
-  y = max_pool(x, window, strides, padding)
+  y = _reduce_max(x, window, strides, padding)
   return y, (x, y)
 
 
@@ -70,4 +74,4 @@ def max_pool_nhwc(x: jax.Array, window: tuple[int, int], strides: tuple[int, int
   select-and-scatter well."""
   if jax.default_backend() == 'cpu':
     return max_pool(x, tuple(window), tuple(strides), tuple(tuple(p) for p in padding))
-  return max_pool.fun(x, window, strides, padding)
+  return _reduce_max(x, window, strides, padding)
