@@ -3,13 +3,15 @@
 Four measurements, each printed with its ratio:
 
 1. inference images/s of ResNet-50 (batch 16 at 224 px by default), uint8 in, logits out;
-2. one fine-tuning step (SGD with momentum, backbone at 0.1x the head's learning rate,
-   BatchNorm in train mode), the project's jitted step (`transfer.train.phase_fns`) vs
-   `loss.backward(); opt.step()`;
+2. fine-tuning steps (SGD with momentum, backbone at 0.1x the head's learning rate,
+   BatchNorm in train mode), the project's jitted steps (`transfer.train.phase_fns`) vs
+   `loss.backward(); opt.step()`, in seconds per step: once with one step per call, once with
+   `--steps_per_call` steps per call (default: the trainer's `train.steps_per_call`, steps
+   fused by `lax.scan`; torch runs as many steps per timed call);
 3. feature-extraction training per epoch: the head on cached features
    (`transfer.features`) vs recomputing the frozen backbone every epoch (target >= 20x);
-4. peak RSS of fine-tuning ResNet-50 at 224 px, batch 32, in a fresh subprocess
-   (`resource.getrusage` ru_maxrss; target < 8 GB).
+4. peak RSS of fine-tuning ResNet-50 at 224 px, batch 32, `--steps_per_call` steps per call,
+   in a fresh subprocess (`resource.getrusage` ru_maxrss; target < 8 GB).
 
 The torch network is the parity tests' plain torch.nn ResNet (torchvision layout,
 tests/transfer/refs.py); its random weights go through `transfer.convert.from_torchvision`,
@@ -21,8 +23,9 @@ alternate between the two sides, so load from other processes on a shared machin
 alike, and each side's figure is the median of its calls.
 
   python benchmarks/resnet_speed.py [--arch=resnet50] [--image_size=224] [--batch_size=16]
-      [--train_batch_size=8] [--iters=5] [--warmup=2] [--head_images=128] [--head_image_size=64]
-      [--head_epochs=50] [--rss_batch_size=32] [--skip_rss] [--threads=N]
+      [--train_batch_size=8] [--steps_per_call=10] [--iters=5] [--warmup=2] [--head_images=128]
+      [--head_image_size=64] [--head_epochs=50] [--rss_batch_size=32] [--rss_calls=1] [--skip_rss]
+      [--threads=N]
 """
 from __future__ import annotations
 
@@ -45,22 +48,29 @@ def _args():
   p.add_argument('--image_size', type=int, default=224)
   p.add_argument('--batch_size', type=int, default=16, help='inference batch')
   p.add_argument('--train_batch_size', type=int, default=8, help='fine-tuning step batch')
-  p.add_argument('--iters', type=int, default=5, help='timed iterations per side')
+  p.add_argument('--steps_per_call', type=int, default=None,
+                 help="fine-tuning steps per jitted call (default: the trainer's "
+                      'train.steps_per_call)')
+  p.add_argument('--iters', type=int, default=5, help='timed calls per side')
   p.add_argument('--warmup', type=int, default=2, help='untimed calls per side before timing')
   p.add_argument('--num_classes', type=int, default=10)
   p.add_argument('--head_images', type=int, default=128, help='images in the head-training set')
   p.add_argument('--head_image_size', type=int, default=64)
   p.add_argument('--head_epochs', type=int, default=50, help='cached-feature epochs timed')
   p.add_argument('--rss_batch_size', type=int, default=32)
-  p.add_argument('--rss_steps', type=int, default=1)
+  p.add_argument('--rss_calls', type=int, default=1, help='calls timed after the compiling one')
   p.add_argument('--skip_rss', action='store_true')
   p.add_argument('--threads', type=int, default=os.cpu_count())
   p.add_argument('--rss_child', action='store_true', help=argparse.SUPPRESS)
   args = p.parse_args()
+  if args.steps_per_call is None:
+    from transfer.configs.base import base_config
+    args.steps_per_call = base_config().train.steps_per_call
   if args.warmup < 0:
     p.error('--warmup must be >= 0')
-  if min(args.image_size, args.batch_size, args.train_batch_size, args.iters, args.head_images,
-         args.head_image_size, args.head_epochs, args.rss_batch_size, args.threads) < 1:
+  if min(args.image_size, args.batch_size, args.train_batch_size, args.steps_per_call,
+         args.iters, args.head_images, args.head_image_size, args.head_epochs,
+         args.rss_batch_size, args.rss_calls, args.threads) < 1:
     p.error('sizes, counts and --threads must be positive')
   return args
 
@@ -126,9 +136,10 @@ def rss_child(args) -> None:
   state = _jax_state(fns, variables)
   rng = np.random.default_rng(0)
   s = args.image_size
-  for _ in range(args.rss_steps + 1):  # the first step compiles
-    batch = {'image': rng.integers(0, 256, (1, args.rss_batch_size, s, s, 3), np.uint8),
-             'label': rng.integers(0, args.num_classes, (1, args.rss_batch_size), np.int32)}
+  k, b = args.steps_per_call, args.rss_batch_size
+  for _ in range(args.rss_calls + 1):  # the first call compiles
+    batch = {'image': rng.integers(0, 256, (k, b, s, s, 3), np.uint8),
+             'label': rng.integers(0, args.num_classes, (k, b), np.int32)}
     state, metrics = fns.chunk(state, batch, _hparams(1e-3, 100))
     jax.block_until_ready(metrics)
   # Linux reports ru_maxrss in KiB.
@@ -153,6 +164,42 @@ def _time_pair(jax_fn, torch_fn, iters: int, warmup: int) -> tuple[float, float]
     torch_fn()
     tt.append(time.perf_counter() - t0)
   return statistics.median(tj), statistics.median(tt)
+
+
+def _time_steps(fns, state, net, opt, k: int, tb: int, args, rng, torch, device, peer):
+  """Seconds per fine-tuning step of each side, `k` steps (k different batches) per timed call:
+  one jitted `chunk` call on the JAX side, a loop of k steps on the torch side."""
+  import jax
+  import numpy as np
+  s = args.image_size
+  batches = {'image': rng.integers(0, 256, (k, tb, s, s, 3), np.uint8),
+             'label': rng.integers(0, args.num_classes, (k, tb), np.int32)}
+  hp = _hparams(1e-2, 100)
+  xs = [_torch_input(x, torch, device) for x in batches['image']]
+  ys = [torch.from_numpy(y).long().to(device) for y in batches['label']]
+  batches = jax.device_put(batches)  # both sides' step batches wait on the device
+  t0 = time.perf_counter()
+  state, m = fns.chunk(state, batches, hp)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+
+  def torch_steps():
+    for x, y in zip(xs, ys):
+      opt.zero_grad(set_to_none=True)
+      loss = torch.nn.functional.cross_entropy(net(x, stages=False)[0], y)
+      loss.backward()
+      opt.step()
+    peer.sync(torch, device)
+
+  torch_steps()  # warm-up: allocates gradients and momentum buffers
+
+  def jax_steps():
+    nonlocal state
+    state, metrics = fns.chunk(state, batches, hp)
+    jax.block_until_ready(metrics)
+
+  tj, tt = _time_pair(jax_steps, torch_steps, args.iters, args.warmup)
+  return state, (tj / k, tt / k, compile_s)
 
 
 def main() -> None:
@@ -207,42 +254,21 @@ def main() -> None:
   print(f'   flax {b / tj:8.1f} images/s   torch {b / tt:8.1f} images/s   '
         f'flax/torch {tt / tj:.2f}x')
 
-  # 2. One fine-tuning step.
+  # 2. Fine-tuning steps: one per call, and the trainer's chunk of steps per call.
   tb = args.train_batch_size
   fns = train.phase_fns(_fine_tune_spec(model, s))
   state = _jax_state(fns, variables)
-  batch = {'image': rng.integers(0, 256, (1, tb, s, s, 3), np.uint8),
-           'label': rng.integers(0, args.num_classes, (1, tb), np.int32)}
-  hp = _hparams(1e-2, 100)
-  x_t = _torch_input(batch['image'][0], torch, device)
-  y_t = torch.from_numpy(batch['label'][0]).long().to(device)
-  batch = jax.device_put(batch)  # both sides' step batches wait on the device
-  t0 = time.perf_counter()
-  state, m = fns.chunk(state, batch, hp)
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
   net.train()
   opt = _torch_optimizer(net, torch)
-
-  def torch_step():
-    opt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(net(x_t, stages=False)[0], y_t)
-    loss.backward()
-    opt.step()
-    peer.sync(torch, device)
-
-  torch_step()  # warm-up: allocates gradients and momentum buffers
-
-  def jax_step():
-    nonlocal state
-    state, metrics = fns.chunk(state, batch, hp)
-    jax.block_until_ready(metrics)
-
-  tj, tt = _time_pair(jax_step, torch_step, args.iters, args.warmup)
-  print(f'\n2. fine-tuning step, batch {tb} at {s} px, BatchNorm in train mode '
-        f'(jax compile {compile_s:.1f} s)')
-  print(f'   flax {tj:8.3f} s/step     torch {tt:8.3f} s/step     flax/torch speed '
-        f'{tt / tj:.2f}x')
+  print(f'\n2. fine-tuning steps, batch {tb} at {s} px, BatchNorm in train mode')
+  for k in sorted({1, args.steps_per_call}):
+    state, (tj, tt, compile_s) = _time_steps(fns, state, net, opt, k, tb, args, rng, torch,
+                                             device, peer)
+    label = ('1 step per call' if k == 1 else
+             f'{k} steps per call (train.steps_per_call; lax.scan)')
+    print(f'   {label}, jax compile {compile_s:.1f} s:')
+    print(f'   flax {tj:8.3f} s/step     torch {tt:8.3f} s/step     flax/torch speed '
+          f'{tt / tj:.2f}x')
   del state
 
   # 3. Feature-extraction epochs: cached features vs recomputing the backbone.
@@ -288,7 +314,8 @@ def main() -> None:
     return
   cmd = [sys.executable, os.path.abspath(__file__), '--rss_child', f'--arch={args.arch}',
          f'--image_size={s}', f'--rss_batch_size={args.rss_batch_size}',
-         f'--rss_steps={args.rss_steps}', f'--num_classes={args.num_classes}',
+         f'--rss_calls={args.rss_calls}', f'--steps_per_call={args.steps_per_call}',
+         f'--num_classes={args.num_classes}',
          f'--threads={args.threads}']
   t0 = time.perf_counter()
   out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -297,7 +324,8 @@ def main() -> None:
     return
   rss = int(out.stdout.strip().splitlines()[-1])
   print(f'\n4. peak RSS fine-tuning {args.arch} at {s} px, batch {args.rss_batch_size} '
-        f'({args.rss_steps} step(s) after compiling, {time.perf_counter() - t0:.0f} s): '
+        f'({args.rss_calls} call(s) of {args.steps_per_call} steps after compiling, '
+        f'{time.perf_counter() - t0:.0f} s): '
         f'{rss / 2**30:.2f} GiB (target < 8 GB)')
 
 

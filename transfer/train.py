@@ -137,8 +137,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                     'pretrained weights; set model.include_top=False')
   if not 0 < config.data.crop_scale <= 1:
     raise UserError(f'data.crop_scale must be in (0, 1], got {config.data.crop_scale}')
-  if config.features.steps_per_call < 1:
-    raise UserError('features.steps_per_call must be at least 1')
+  for name in ('features', 'train'):
+    if config[name].steps_per_call < 1:
+      raise UserError(f'{name}.steps_per_call must be at least 1, got '
+                      f'{config[name].steps_per_call}')
   mesh = sharding.data_mesh()
   sharding.check_batch(config.data.batch_size, mesh)
   n = mesh.devices.size
@@ -469,7 +471,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict | N
   # Train metrics since the last log row; a checkpoint between log rows keeps them.
   step, window, last_train = start, list(meta.get('window', [])), {}
   t0 = time.perf_counter()
-  timed_steps, timed_seconds = 0, 0.0  # every call but each phase's first (compilation)
+  # Every call but each phase's first of each chunk length (those compile).
+  timed_steps, timed_seconds = 0, 0.0
   for i, (ph, fn) in enumerate(zip(phases, fns)):
     if step >= ph.end:
       continue
@@ -478,20 +481,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict | N
       source = common_data.ArraySource({'feature': feats, 'label': labels})
       per_call = config.features.steps_per_call
     else:
-      source, per_call = data.train, 1  # one heavy step per call: a single compilation
+      source, per_call = data.train, config.train.steps_per_call
     # Each process reads its slice of every global batch.
     it = common_data.BatchIterator(common_data.batched(
         source, batch, seed=config.seed * 1009 + i, shard_index=jax.process_index(),
         shard_count=jax.process_count()))
     if meta.get('phase') == i and 'data' in meta:
       it.set_state(meta['data'])
-    first_call = True
+    compiled = set()  # chunk lengths called so far in this phase
     while step < ph.end:
       bounds = [ph.end, _next(step, config.train.log_every)]
       for every in (config.train.eval_every, config.train.checkpoint_every):
         if every:
           bounds.append(_next(step, every))
-      k = min(per_call, *(b - step for b in bounds))
+      room = min(b - step for b in bounds)
+      # Image steps: full chunks, and single steps up to a log/eval/checkpoint boundary or a
+      # phase end that the chunk length does not divide, so at most two compilations of the
+      # heavy step. The cheap cached-feature head takes any chunk length.
+      k = min(per_call, room) if cached[i] else (per_call if room >= per_call else 1)
       t_call = time.perf_counter()
       local = it.take(k)
       local.pop('index', None)
@@ -502,10 +509,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict | N
       state = {'params': sub['params'], 'batch_stats': sub['batch_stats'],
                'opt': {**state['opt'], f'phase{i}': sub['opt']}}
       metrics = jax.tree.map(distributed.to_host, metrics)
-      if not first_call:
+      if k in compiled:
         timed_steps += k
         timed_seconds += time.perf_counter() - t_call
-      first_call = False
+      compiled.add(k)
       if not np.all(np.isfinite(metrics['loss'])):
         raise UserError(f'the loss became NaN/inf near step {step} in phase {ph.name}; lower the '
                         'learning rates')
