@@ -5,7 +5,9 @@ variadic reduce-window over index arrays (iotas the size of the padded input) an
 ~70 ms for ResNet's stem pool (8 x 112 x 112 x 64) in a fine-tuning step whose forward pool
 takes ~12 ms. Here the backward pass finds, per output pixel, the first window tap (row-major,
 like torch's MaxPool2d) that holds the maximum, then adds each tap's share of dY into place
-with strided pads, which XLA fuses into one pass over the input.
+with strided pads, which XLA fuses into one pass over the input. The forward pass is the
+elementwise maximum of the taps' strided views, one fused loop: 2-3 ms for that stem pool on
+2 cores, where XLA:CPU's reduce-window takes 8-11 ms (19 ms inside the fine-tuning step).
 """
 from __future__ import annotations
 
@@ -24,6 +26,12 @@ def _taps(xp, window, strides, out_hw):
           for i in range(kh) for j in range(kw)]
 
 
+def _max_of_taps(x, window, strides, padding):
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
+  out_hw = [(n - k) // st + 1 for n, k, st in zip(xp.shape[1:3], window, strides)]
+  return functools.reduce(jnp.maximum, _taps(xp, window, strides, out_hw))
+
+
 def _reduce_max(x, window, strides, padding):
   return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1),
                            ((0, 0), *padding, (0, 0)))
@@ -34,11 +42,11 @@ def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
              padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
   """Max over `window` at `strides` of NHWC `x`, padded with -inf by `padding` ((top, bottom),
   (left, right)); `flax.linen.max_pool`'s values, torch's choice of maximum in the gradient."""
-  return _reduce_max(x, window, strides, padding)
+  return _max_of_taps(x, window, strides, padding)
 
 
 def _fwd(x, window, strides, padding):
-  y = _reduce_max(x, window, strides, padding)
+  y = _max_of_taps(x, window, strides, padding)
   return y, (x, y)
 
 
