@@ -24,10 +24,10 @@ from tests.gan.test_train import _final_state as gan_final_state
 from tests.transfer.test_train import DIGITS, REPO
 
 SPEC = f'{DIGITS}:fine_tune,quick'
-# 40 images, global batch 8: 5 steps an epoch, 20 steps.
+# 40 images, global batch 8: 5 steps an epoch, 20 steps, run 5 to a jitted call.
 OVERRIDES = ['model.weights=', 'freeze.bn_train=False', 'optim.name=sgd', 'optim.lr=0.01',
              'data.train_per_class=8', 'data.batch_size=8', 'train.epochs=4', 'train.log_every=5',
-             'data.test_limit=50']
+             'train.steps_per_call=5', 'data.test_limit=50']
 
 # One process, 8 devices: the same steps on a 1-device mesh and on all 8, BatchNorm training.
 # After one SGD step with momentum the optimiser state holds the gradient.
