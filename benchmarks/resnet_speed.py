@@ -58,7 +58,7 @@ def _args():
   p.add_argument('--head_image_size', type=int, default=64)
   p.add_argument('--head_epochs', type=int, default=50, help='cached-feature epochs timed')
   p.add_argument('--rss_batch_size', type=int, default=32)
-  p.add_argument('--rss_calls', type=int, default=1, help='calls timed after the compiling one')
+  p.add_argument('--rss_calls', type=int, default=1, help='calls after the compiling one')
   p.add_argument('--skip_rss', action='store_true')
   p.add_argument('--threads', type=int, default=os.cpu_count())
   p.add_argument('--rss_child', action='store_true', help=argparse.SUPPRESS)
@@ -125,6 +125,13 @@ def _torch_input(images, torch, device: str = 'cpu'):
   return ((x - mean) / std).contiguous()
 
 
+def _random_batches(rng, k: int, b: int, s: int, num_classes: int) -> dict:
+  """k batches of b random uint8 s x s RGB images and labels, stacked: [k, b, ...]."""
+  import numpy as np
+  return {'image': rng.integers(0, 256, (k, b, s, s, 3), np.uint8),
+          'label': rng.integers(0, num_classes, (k, b), np.int32)}
+
+
 def rss_child(args) -> None:
   """Fine-tune steps at --rss_batch_size; prints the peak RSS in bytes."""
   import jax
@@ -136,10 +143,8 @@ def rss_child(args) -> None:
   state = _jax_state(fns, variables)
   rng = np.random.default_rng(0)
   s = args.image_size
-  k, b = args.steps_per_call, args.rss_batch_size
   for _ in range(args.rss_calls + 1):  # the first call compiles
-    batch = {'image': rng.integers(0, 256, (k, b, s, s, 3), np.uint8),
-             'label': rng.integers(0, args.num_classes, (k, b), np.int32)}
+    batch = _random_batches(rng, args.steps_per_call, args.rss_batch_size, s, args.num_classes)
     state, metrics = fns.chunk(state, batch, _hparams(1e-3, 100))
     jax.block_until_ready(metrics)
   # Linux reports ru_maxrss in KiB.
@@ -170,10 +175,7 @@ def _time_steps(fns, state, net, opt, k: int, tb: int, args, rng, torch, device,
   """Seconds per fine-tuning step of each side, `k` steps (k different batches) per timed call:
   one jitted `chunk` call on the JAX side, a loop of k steps on the torch side."""
   import jax
-  import numpy as np
-  s = args.image_size
-  batches = {'image': rng.integers(0, 256, (k, tb, s, s, 3), np.uint8),
-             'label': rng.integers(0, args.num_classes, (k, tb), np.int32)}
+  batches = _random_batches(rng, k, tb, args.image_size, args.num_classes)
   hp = _hparams(1e-2, 100)
   xs = [_torch_input(x, torch, device) for x in batches['image']]
   ys = [torch.from_numpy(y).long().to(device) for y in batches['label']]

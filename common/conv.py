@@ -78,6 +78,15 @@ def transposed_conv(y, w, input_hw, strides, padding, precision=None):
   return out[:, top:top + h, left:left + w_]
 
 
+def window_taps(xp, window, strides, out_hw):
+  """The [B, Ho, Wo, C] strided view of padded NHWC input `xp` under each window tap, row-major:
+  the pixels tap (i, j) of a `window` at `strides` reads for each of the `out_hw` outputs."""
+  (kh, kw), (sh, sw), (ho, wo) = window, strides, out_hw
+  return [lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1,
+                                       xp.shape[3]), (1, sh, sw, 1))
+          for i in range(kh) for j in range(kw)]
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv(x, w, strides, padding, precision):
   return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,
@@ -107,9 +116,7 @@ def _conv_bwd(strides, padding, precision, res, g):
                                   dimension_numbers=_NHWC, precision=precision)
   xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   g2 = g.reshape(-1, c_out)
-  windows = [lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (ho - 1) + 1,
-                                          j + sw * (wo - 1) + 1, c_in), (1, sh, sw, 1))
-             for i in range(kh) for j in range(kw)]
+  windows = window_taps(xp, (kh, kw), strides, (ho, wo))
   if c_in < _IM2COL_MAX_CHANNELS:
     # Few input channels (an RGB stem): one [kh*kw*C_in, M] x [M, C_out] matmul over the
     # im2col patches; kh*kw skinny [C_in, M] matmuls run far below the machine's rate.

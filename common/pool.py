@@ -17,19 +17,18 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from common.conv import window_taps
 
-def _taps(xp, window, strides, out_hw):
-  """The [B, Ho, Wo, C] strided view of padded input `xp` under each window tap, row-major."""
-  (kh, kw), (sh, sw), (ho, wo) = window, strides, out_hw
-  return [lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1,
-                                       xp.shape[3]), (1, sh, sw, 1))
-          for i in range(kh) for j in range(kw)]
+
+def _padded_taps(x, window, strides, padding):
+  """x padded with -inf, and its strided view under each window tap (row-major)."""
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
+  out_hw = [(n - k) // st + 1 for n, k, st in zip(xp.shape[1:3], window, strides)]
+  return xp, window_taps(xp, window, strides, out_hw)
 
 
 def _max_of_taps(x, window, strides, padding):
-  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
-  out_hw = [(n - k) // st + 1 for n, k, st in zip(xp.shape[1:3], window, strides)]
-  return functools.reduce(jnp.maximum, _taps(xp, window, strides, out_hw))
+  return functools.reduce(jnp.maximum, _padded_taps(x, window, strides, padding)[1])
 
 
 def _reduce_max(x, window, strides, padding):
@@ -52,9 +51,8 @@ def _fwd(x, window, strides, padding):
 
 def _bwd(window, strides, padding, res, g):
   x, y = res
-  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
+  xp, taps = _padded_taps(x, window, strides, padding)
   ho, wo = y.shape[1:3]
-  taps = _taps(xp, window, strides, (ho, wo))
   # Index of the first tap that holds the maximum: later taps are overwritten by earlier ones.
   first = jnp.full(y.shape, len(taps) - 1, jnp.int32)
   for t in range(len(taps) - 2, -1, -1):
