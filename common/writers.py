@@ -22,25 +22,27 @@ def _jsonable(v):
 class MetricWriter:
   """Appends `{"step": s, ...}` lines to metrics.jsonl and scalars to TensorBoard.
 
-  `resume_step` drops lines written after that step by an interrupted run, so a
-  resumed run's metrics.jsonl equals an uninterrupted one.
+  `start_step` is the step a run starts (or resumes) at: lines an interrupted attempt wrote
+  after it are dropped, so a resumed run's metrics.jsonl equals an uninterrupted one, and 0
+  starts the file afresh. `append=True` keeps every line (results added to a finished run).
   """
 
-  def __init__(self, workdir: str, resume_step: int | None = None, tensorboard: bool = True,
-               enabled: bool = True):
+  def __init__(self, workdir: str, start_step: int = 0, append: bool = False,
+               tensorboard: bool = True, enabled: bool = True):
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self.summary_path = os.path.join(workdir, 'summary.json')
     self.enabled = enabled  # False on every process but the first of a multi-process run
     self._tb = None
     if not enabled:
       return
-    if resume_step is not None and os.path.exists(self.path):
-      with open(self.path) as f:
-        keep = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
-      with open(self.path, 'w') as f:
-        f.writelines(keep)
-    elif resume_step is None and os.path.exists(self.path):
-      os.remove(self.path)  # fresh run in an existing workdir without checkpoints
+    if not append and os.path.exists(self.path):
+      if start_step > 0:
+        with open(self.path) as f:
+          keep = [l for l in f if l.strip() and json.loads(l)['step'] <= start_step]
+        with open(self.path, 'w') as f:
+          f.writelines(keep)
+      else:
+        os.remove(self.path)  # a fresh run in an existing workdir without checkpoints
     if tensorboard:
       self._tb = _summary_writer_class()(os.path.join(workdir, 'tensorboard'), flush_secs=30)
 

@@ -84,7 +84,7 @@ def test_metric_writer_resume_drops_lines_after_the_checkpoint(tmp_path):
   for s in (10, 20, 30):
     w.write(s, {'loss': np.float32(s / 10), 'nan': float('nan')})
   w.close()
-  MetricWriter(str(tmp_path), resume_step=20, tensorboard=False).close()
+  MetricWriter(str(tmp_path), start_step=20, tensorboard=False).close()
   rows = read_metrics(str(tmp_path))
   assert [r['step'] for r in rows] == [10, 20] and rows[0]['loss'] == 1.0 and rows[0]['nan'] == 'nan'
 

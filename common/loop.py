@@ -1,0 +1,158 @@
+"""The loop skeleton both trainers share: what a run does around its jitted steps.
+
+A trainer keeps its own `while` loop over chunks of steps (that is where the GAN's rounds and
+transfer's phases differ) and hands everything else to a `Run`: preparing the workdir (and the
+cross-process barrier), restoring the latest checkpoint or returning the finished summary,
+deciding when a step is due for logging, evaluation or a checkpoint (`is_due`,
+`steps_to_boundary`: they depend on the step alone, so a resumed run replays the chunks of an
+uninterrupted one), metrics and progress, throughput timing without compilation, the finite-loss
+check, and the summary.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from typing import Any, Iterator, Mapping
+
+import ml_collections
+import numpy as np
+
+from common import distributed
+from common.checkpoint import Checkpointer
+from common.errors import UserError
+from common.progress import Progress
+from common.workdir import prepare_workdir
+from common.writers import MetricWriter
+
+
+class TrainingDiverged(UserError):
+  """A loss became NaN or inf; the last good checkpoint is kept."""
+
+
+def is_due(step: int, every: int, end: int | None = None) -> bool:
+  """Whether `step` is a multiple of `every` (0: never) or the end of the span."""
+  return (every > 0 and step % every == 0) or step == end
+
+
+def steps_to_boundary(step: int, end: int, *everys: int) -> int:
+  """Steps from `step` to the next multiple of any positive `every`, or to `end`."""
+  return min([end - step] + [(step // e + 1) * e - step for e in everys if e > 0])
+
+
+def prepare(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Create `workdir` with config.json (or check it matches `config`) on the main process, then
+  wait for every process."""
+  if distributed.is_main():
+    prepare_workdir(workdir, config)
+  distributed.barrier('workdir')
+
+
+def read_summary(workdir: str) -> dict | None:
+  path = os.path.join(workdir, 'summary.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+class Throughput:
+  """Steps per second over calls whose shape ran before: the first call of each shape compiles."""
+
+  def __init__(self):
+    self.steps, self.seconds = 0, 0.0
+    self._seen: set = set()
+
+  @contextlib.contextmanager
+  def call(self, steps: int, shape: Any = None) -> Iterator[None]:
+    """Times the block; it must end with its results on the host (so the work is done)."""
+    t0 = time.perf_counter()
+    yield
+    if shape in self._seen:
+      self.steps += steps
+      self.seconds += time.perf_counter() - t0
+    self._seen.add(shape)
+
+  def rate(self) -> float | None:
+    return self.steps / self.seconds if self.steps and self.seconds > 0 else None
+
+
+class Run:
+  """One run's bookkeeping around a trainer's loop over `total` steps.
+
+    run = Run(workdir, config, total, keep=3, desc='gan', unit='round')
+    state, meta, finished = run.restore(state)   # finished: the summary of a completed run
+    run.start()
+    while run.step < total: ... run.advance(k, metrics); run.is_due(every) ...
+    run.finish(summary)
+  """
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, total: int, *,
+               keep: int = 3, checkpoint: bool = True, desc: str = '', unit: str = 'step'):
+    prepare(workdir, config)
+    self.workdir, self.total, self.desc, self.unit = workdir, total, desc, unit
+    self.ckpt = Checkpointer(workdir, keep=keep) if checkpoint else None
+    self.step = 0
+    self.throughput = Throughput()
+    self.writer: MetricWriter | None = None
+    self.progress: Progress | None = None
+
+  def restore(self, state: Any) -> tuple[Any, dict, dict | None]:
+    """(state, checkpoint meta, None), restored from the latest checkpoint if there is one; or,
+    when the run had finished, (state, meta, its summary) and the run is closed."""
+    meta = {}
+    if self.ckpt is not None and self.ckpt.latest_step() is not None:
+      state, meta, self.step = self.ckpt.restore(state)
+    done = read_summary(self.workdir)
+    if (done is not None and done.get('step') == self.total
+        and (self.ckpt is None or self.step >= self.total)):
+      self.close()
+      return state, meta, done
+    return state, meta, None
+
+  def start(self) -> None:
+    """Open the metric writer (dropping rows an interrupted attempt wrote after the restored
+    step) and the progress display."""
+    main = distributed.is_main()
+    self.writer = MetricWriter(self.workdir, start_step=self.step, enabled=main)
+    self.progress = Progress(self.total, initial=self.step, desc=self.desc, unit=self.unit,
+                             enabled=main)
+
+  def is_due(self, every: int, end: int | None = None) -> bool:
+    return is_due(self.step, every, self.total if end is None else end)
+
+  def check_finite(self, values: Mapping[str, Any], span: str, advice: str) -> None:
+    """Stops the run when any value is NaN or inf; `span` says where ('between rounds 0 and
+    50'), `advice` what to change."""
+    if all(np.all(np.isfinite(np.asarray(v))) for v in values.values()):
+      return
+    last = self.ckpt.latest_step() if self.ckpt is not None else None
+    kept = f'step {last}' if last is not None else 'none'
+    raise TrainingDiverged(f'a loss became NaN/inf {span}; the last good checkpoint ({kept}) '
+                           f'is kept; {advice}')
+
+  def advance(self, steps: int, metrics: Mapping[str, object] | None = None) -> int:
+    self.step += steps
+    self.progress.update(steps, metrics)
+    return self.step
+
+  def write(self, metrics: Mapping[str, object]) -> None:
+    self.writer.write(self.step, metrics)
+
+  def save(self, state: Any, meta: dict | None = None) -> None:
+    if self.ckpt is not None:
+      self.ckpt.save(self.step, state, meta)
+
+  def finish(self, summary: dict) -> dict:
+    """Writes summary.json (on the main process) and closes the run; returns the summary."""
+    self.progress.close()
+    self.writer.write_summary(summary)
+    self.close()
+    return summary
+
+  def close(self) -> None:
+    if self.writer is not None:
+      self.writer.close()
+    if self.ckpt is not None:
+      self.ckpt.close()
