@@ -41,16 +41,17 @@ def worker(model: str, layout: str, rounds: int, per_call: int, repeats: int) ->
   from common import rng as rng_lib
   from common import sharding
   from common.config import load_config
-  from gan import train
+  from gan.data import build_data
+  from gan.state import build_models, init_state
   from gan.steps import GanSteps
 
   config = load_config(CONFIGS[model], [f'sharding.params={layout}'])
-  gdata = train.build_data(config)
-  generator, discriminator = train.build_models(config, gdata.shape)
+  gdata = build_data(config)
+  generator, discriminator = build_models(config, gdata.shape)
   mesh = sharding.data_mesh()
   sharding.check_batch(config.data.batch_size, mesh)
   steps = GanSteps(generator, discriminator, config, gdata.real_fn, mesh)
-  state = train.init_state(steps, config, rng_lib.stream(rng_lib.root_key(config.seed), 'init'),
+  state = init_state(steps, config, rng_lib.stream(rng_lib.root_key(config.seed), 'init'),
                            gdata.shape, mesh)
   n_d = config.train.n_d
 

@@ -319,6 +319,3 @@ def chunk_means(metrics: dict) -> dict[str, float]:
   """Per-round metric arrays -> their means over the chunk (host floats)."""
   return {k: float(np.mean(to_host(v))) for k, v in metrics.items()}
 
-
-def all_finite(metrics: dict) -> bool:
-  return all(bool(np.isfinite(to_host(v)).all()) for v in metrics.values())

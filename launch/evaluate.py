@@ -36,8 +36,8 @@ def parse(argv: list[str]) -> flags.FlagValues:
 
 def main(argv: list[str]) -> None:
   fv = parse(argv)
-  from gan import evaluation  # after flag parsing, so bad flags fail fast
-  step, results = evaluation.evaluate_workdir(fv.workdir, fv.metrics or None, fv.num_samples,
+  from gan import evaluate_run  # after flag parsing, so bad flags fail fast
+  step, results = evaluate_run.evaluate_workdir(fv.workdir, fv.metrics or None, fv.num_samples,
                                               fv.inception_weights, fv.reference_stats)
   print(f'step {step} of {fv.workdir}; appended to metrics.jsonl and summary.json')
   print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'

@@ -143,15 +143,16 @@ def test_gradient_penalty_shape_mismatch():
 
 def _d_update(r1_gamma, r1_every, step):
   """D params after one D step of the toy ring8 MLP GAN from a fixed state at round `step`."""
-  from gan import train
+  from gan.data import build_data
+  from gan.state import build_models
   from gan.configs.toy2d import get_config
   from gan.steps import GanSteps
   config = get_config('ring8,quick')
   config.model.hidden, config.data.batch_size = 16, 32
   config.loss.r1_gamma, config.loss.r1_every = r1_gamma, r1_every
   config.train.optimizer = 'sgd'  # updates proportional to the gradients
-  gdata = train.build_data(config)
-  steps = GanSteps(*train.build_models(config, gdata.shape), config, gdata.real_fn)
+  gdata = build_data(config)
+  steps = GanSteps(*build_models(config, gdata.shape), config, gdata.real_fn)
   state = steps.init(jax.random.key(0), gdata.shape)
   state['step'] = jnp.asarray(step, jnp.int32)
   real = gdata.real_fn(jax.random.key(1), None)
@@ -177,7 +178,8 @@ def test_lazy_r1_applies_k_times_the_penalty_every_kth_round_only():
 def test_round_with_precomputed_draws_is_bitwise_the_round_that_draws_itself(noise):
   """`_train_rounds` hands each round its noise and real samples drawn ahead for the chunk
   (`round_draws`); they must be exactly what the round would draw from its own key."""
-  from gan import train
+  from gan.data import build_data
+  from gan.state import build_models
   from gan.configs.toy2d import get_config
   from gan.steps import GanSteps
   config = get_config('ring8,quick')
@@ -187,8 +189,8 @@ def test_round_with_precomputed_draws_is_bitwise_the_round_that_draws_itself(noi
   # differently and a value may round one ulp apart (seen on XLA:CPU with cosine decay).
   config.train.update(lr_decay='constant', g_lr=1e-3, d_lr=1e-3)
   config.train.n_d, config.train.n_g = 2, 2
-  gdata = train.build_data(config)
-  steps = GanSteps(*train.build_models(config, gdata.shape), config, gdata.real_fn)
+  gdata = build_data(config)
+  steps = GanSteps(*build_models(config, gdata.shape), config, gdata.real_fn)
   state = steps.init(jax.random.key(0), gdata.shape)
   state['step'] = jnp.asarray(5, jnp.int32)
   draws = steps.round_draws(state['rng'], state['step'], sample_real=True)

@@ -23,11 +23,12 @@ distributed.initialize()
 import jax
 from common.config import load_config
 from gan import train
+from gan.data import build_data
 cfg = load_config('gan/configs/dcgan_digits.py:quick', ['train.steps=20'])
 summary, state = train.train_and_evaluate(cfg, sys.argv[1], return_state=True)
 flat = {'/'.join(str(getattr(k, 'key', k)) for k in path): distributed.to_host(v)
         for path, v in jax.tree_util.tree_flatten_with_path(state['g']['params'])[0]}
-idx = train.build_data(cfg).iterator.take(3)['index']
+idx = build_data(cfg).iterator.take(3)['index']
 np.savez(sys.argv[2], index=idx, **flat)
 print('process', jax.process_index(), 'of', jax.process_count(), 'devices', jax.device_count())
 '''

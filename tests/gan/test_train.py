@@ -18,6 +18,8 @@ from common import cli
 from common.config import load_config
 from common.writers import read_metrics
 from gan import train
+from gan.data import build_data
+from gan.state import build_models, init_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY = 'gan/configs/toy2d.py'
@@ -167,6 +169,7 @@ def _tree_digest(path):
 
 
 def _expect_exit_2(capsys, argv, match):
+  capsys.readouterr()  # what earlier runs in this test printed
   with pytest.raises(SystemExit) as e:
     cli.main_guard(lambda: launch.gan.main(['launch.gan', *argv]))
   err = capsys.readouterr().err
@@ -247,13 +250,13 @@ def test_chunks_of_any_length_share_one_compilation_and_match_one_chunk():
   config = load_config(TOY + ':ring8,quick', ['train.rounds_per_call=8', 'model.hidden=16',
                                               'data.batch_size=32', 'loss.r1_gamma=0.1',
                                               'loss.r1_every=2'])
-  gdata = train.build_data(config)
-  g, d = train.build_models(config, gdata.shape)
+  gdata = build_data(config)
+  g, d = build_models(config, gdata.shape)
   mesh = sharding.data_mesh()
   results = []
   for split in ((8,), (3, 5)):
     steps = GanSteps(g, d, config, gdata.real_fn, mesh)
-    state = train.init_state(steps, config, jax.random.key(0), gdata.shape, mesh)
+    state = init_state(steps, config, jax.random.key(0), gdata.shape, mesh)
     per_round = []
     for k in split:
       state, metrics = steps.train_chunk(state, None, k)
@@ -275,7 +278,7 @@ def test_padded_image_chunks_run_only_their_rounds():
   from gan.steps import GanSteps
   config = load_config('gan/configs/dcgan_digits.py:quick', ['data.batch_size=8',
                                                             'train.rounds_per_call=4'])
-  g, d = train.build_models(config, (8, 8, 1))
+  g, d = build_models(config, (8, 8, 1))
   rng = np.random.default_rng(0)
   images = rng.uniform(-1, 1, (2, 1, 8, 8, 8, 1)).astype(np.float32)
   padded = np.concatenate([images, np.zeros_like(images)])
