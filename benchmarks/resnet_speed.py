@@ -4,7 +4,7 @@ Four measurements, each printed with its ratio:
 
 1. inference images/s of ResNet-50 (batch 16 at 224 px by default), uint8 in, logits out;
 2. fine-tuning steps (SGD with momentum, backbone at 0.1x the head's learning rate,
-   BatchNorm in train mode), the project's jitted steps (`transfer.train.phase_fns`) vs
+   BatchNorm in train mode), the project's jitted steps (`transfer.steps.phase_fns`) vs
    `loss.backward(); opt.step()`, in seconds per step: once with one step per call, once with
    `--steps_per_call` steps per call (default: the trainer's `train.steps_per_call`, steps
    fused by `lax.scan`; torch runs as many steps per timed call);
@@ -83,9 +83,9 @@ def _set_threads(threads: int) -> None:
 
 
 def _fine_tune_spec(model, image_size: int, cached: bool = False, mode: str = 'fine_tune'):
-  from transfer import freeze, train
+  from transfer import freeze, steps
   rules, mults = freeze.mode_rules(mode, backbone_lr_mult=0.1)
-  return train.step_spec(model, 'torchvision', image_size, rules, mults, optimizer='sgd',
+  return steps.step_spec(model, 'torchvision', image_size, rules, mults, optimizer='sgd',
                          weight_decay=1e-4, momentum=0.9, bn_train=mode != 'feature_extraction',
                          cached=cached)
 
@@ -136,10 +136,10 @@ def rss_child(args) -> None:
   """Fine-tune steps at --rss_batch_size; prints the peak RSS in bytes."""
   import jax
   import numpy as np
-  from transfer import resnet, train
+  from transfer import resnet, steps, weights
   model = resnet.create_model(args.arch, args.num_classes)
-  fns = train.phase_fns(_fine_tune_spec(model, args.image_size))
-  variables = train._init_fn(model, args.image_size)(jax.random.key(0))
+  fns = steps.phase_fns(_fine_tune_spec(model, args.image_size))
+  variables = weights._init_fn(model, args.image_size)(jax.random.key(0))
   state = _jax_state(fns, variables)
   rng = np.random.default_rng(0)
   s = args.image_size
@@ -216,7 +216,7 @@ def main() -> None:
 
   from benchmarks import peer
   from tests.transfer.refs import torch_resnet  # the parity tests' torch network
-  from transfer import convert, features, resnet, train
+  from transfer import convert, features, resnet, steps
   torch.set_num_threads(args.threads)  # refs sets 1 for its small test models
   device = peer.torch_device(jax, torch)
   peer.match_precision(torch, device, full=False)  # the project's ResNets use JAX's default
@@ -258,7 +258,7 @@ def main() -> None:
 
   # 2. Fine-tuning steps: one per call, and the trainer's chunk of steps per call.
   tb = args.train_batch_size
-  fns = train.phase_fns(_fine_tune_spec(model, s))
+  fns = steps.phase_fns(_fine_tune_spec(model, s))
   state = _jax_state(fns, variables)
   net.train()
   opt = _torch_optimizer(net, torch)
@@ -279,8 +279,8 @@ def main() -> None:
   steps = n // hb
   head_images = rng.integers(0, 256, (steps, hb, hs, hs, 3), np.uint8)
   head_labels = rng.integers(0, args.num_classes, (steps, hb), np.int32)
-  fe_images = train.phase_fns(_fine_tune_spec(model, hs, mode='feature_extraction'))
-  fe_cached = train.phase_fns(_fine_tune_spec(model, hs, cached=True,
+  fe_images = steps.phase_fns(_fine_tune_spec(model, hs, mode='feature_extraction'))
+  fe_cached = steps.phase_fns(_fine_tune_spec(model, hs, cached=True,
                                               mode='feature_extraction'))
   st_img = _jax_state(fe_images, variables)
   st_feat = _jax_state(fe_cached, variables)

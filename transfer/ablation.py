@@ -20,10 +20,11 @@ import numpy as np
 from common import distributed
 from common import rng as rng_lib
 from common.errors import UserError, unknown_name
-from common.workdir import prepare_workdir
+from common.loop import prepare
 from common.writers import MetricWriter
 from transfer import data as data_lib
-from transfer import features, freeze, resnet, train
+from transfer import features, freeze, loop, pretrain, resnet
+from transfer import weights as weights_lib
 
 LINEAR_PROBE = 'linear_probe'
 ABLATION_MODES = (*freeze.MODES, LINEAR_PROBE)
@@ -54,16 +55,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'ablation.seeds must be at least 1, got {a.seeds}')
   for mode in a.modes:
     if mode != LINEAR_PROBE:
-      train.validate(run_config(config, mode, config.seed, config.model.weights or '', ''))
+      loop.validate(run_config(config, mode, config.seed, config.model.weights or '', ''))
 
 
 def _linear_probe(config: ml_collections.ConfigDict, weights: str, style: str) -> dict:
   """scikit-learn logistic regression on the frozen backbone's cached features."""
   data = data_lib.load_data(config.data, seed=config.seed)
   model = resnet.create_model(config.model.arch, data.num_classes, config.model.style)
-  variables = train.init_variables(model, config, weights,
+  variables = weights_lib.init_variables(model, config, weights,
                                    rng_lib.stream(rng_lib.root_key(config.seed), 'init'))
-  key = train.feature_key(weights, style, config.seed)
+  key = weights_lib.feature_key(weights, style, config.seed)
   t0 = time.perf_counter()
   tr = features.cached_features(config.features.dir, f'{data.train_key}-{key}', model, variables,
                                 style, data.train, config.data.eval_batch_size)
@@ -160,12 +161,10 @@ def _bar_plot(path: str, table: list[dict], config: ml_collections.ConfigDict) -
 def run_ablation(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Every (mode, seed) run of `config.ablation`; writes the results files; returns the summary."""
   validate(config)
-  if distributed.is_main():
-    prepare_workdir(workdir, config)
-  distributed.barrier('workdir')
+  prepare(workdir, config)
   t0 = time.perf_counter()
-  weights, style = train.resolve_weights(run_config(config, 'fine_tune', config.seed,
-                                                    config.model.weights, ''), workdir)
+  source = run_config(config, 'fine_tune', config.seed, config.model.weights, '')
+  weights, style = weights_lib.resolve_weights(source, pretrain.source_weights(source, workdir))
   features_dir = config.features.dir or os.path.join(workdir, 'features')
   modes = list(config.ablation.modes)
   seeds = [config.seed + i for i in range(config.ablation.seeds)]
@@ -176,7 +175,7 @@ def run_ablation(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if mode == LINEAR_PROBE:
         rows.append(_linear_probe(cell, weights, style))
       else:
-        summary, _ = train.run(cell, os.path.join(workdir, 'runs', f'{mode}-seed{seed}'))
+        summary, _ = loop.run(cell, os.path.join(workdir, 'runs', f'{mode}-seed{seed}'))
         rows.append({'mode': mode, 'seed': seed, 'top1': summary['top1'], 'top5': summary['top5'],
                      'train_seconds': summary['train_seconds']})
       r = rows[-1]

@@ -14,7 +14,8 @@ import shutil
 import ml_collections
 
 from common.errors import UserError
-from transfer import convert
+from transfer import convert, loop
+from transfer.weights import PRETRAIN
 
 SOURCE = 'scikit-learn digits {classes}, {size}x{size} RGB, trained from scratch by transfer.pretrain'
 
@@ -40,9 +41,16 @@ def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   return c
 
 
+def source_weights(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """`model.weights`, with 'pretrain' replaced by the source model's directory (trained on first
+  use, under `pretrain.dir` or WORKDIR/pretrain)."""
+  if config.model.weights != PRETRAIN or config.mode == 'scratch':
+    return config.model.weights
+  return ensure_pretrained(config, config.pretrain.dir or os.path.join(workdir, 'pretrain'))
+
+
 def ensure_pretrained(config: ml_collections.ConfigDict, cache_dir: str) -> str:
   """The directory of the source weights under `cache_dir`, training them if absent."""
-  from transfer import train  # the loop imports this module lazily too
   out = os.path.join(cache_dir, 'weights')
   if os.path.exists(os.path.join(out, convert.METADATA_FILE)):
     return out
@@ -52,7 +60,7 @@ def ensure_pretrained(config: ml_collections.ConfigDict, cache_dir: str) -> str:
   pcfg = pretrain_config(config)
   print(f'pretraining the source {config.model.arch} on digits {pcfg.data.classes} '
         f'(once; cached in {out})', flush=True)
-  summary, variables = train.run(pcfg, os.path.join(cache_dir, 'run'))
+  summary, variables = loop.run(pcfg, os.path.join(cache_dir, 'run'))
   if variables is None:
     raise UserError(f'the pretraining run in {cache_dir}/run finished without a checkpoint; '
                     'delete that directory and run again')

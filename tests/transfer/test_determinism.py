@@ -10,7 +10,7 @@ import pytest
 from common.config import load_config
 from common.writers import read_metrics
 from tests.transfer.test_train import DIGITS, REPO, _leaves
-from transfer import train
+from transfer import loop
 
 SPEC = f'{DIGITS}:fine_tune,quick'
 # Fine-tuning with BatchNorm training and on-device augmentation (the rng path), 4 steps.
@@ -32,8 +32,8 @@ def test_same_seed_is_bitwise_identical_and_another_seed_differs(tmp_path):
                          f'--workdir={first}', *[f'--config.{o}' for o in OVERRIDES]],
                         cwd=REPO, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  train.run(load_config(SPEC, OVERRIDES), second)
-  train.run(load_config(SPEC, [*OVERRIDES, 'seed=1']), other)
+  loop.run(load_config(SPEC, OVERRIDES), second)
+  loop.run(load_config(SPEC, [*OVERRIDES, 'seed=1']), other)
 
   step_a, a = _leaves(first)
   step_b, b = _leaves(second)

@@ -11,7 +11,7 @@ from common import rng
 from common.config import load_config
 from common.errors import UserError
 from common.writers import read_metrics
-from transfer import freeze, resnet, train
+from transfer import freeze, loop, resnet, weights
 
 DIGITS = 'transfer/configs/digits.py'
 
@@ -89,7 +89,7 @@ def test_no_weight_decay_on_batchnorm_and_biases():
 
 def test_unknown_mode_is_an_error():
   with pytest.raises(UserError, match="unknown mode 'finetune'"):
-    train.validate(load_config(DIGITS, ['mode=finetune']))
+    loop.validate(load_config(DIGITS, ['mode=finetune']))
 
 
 # --- Real training: a few steps per mode on digits (random backbone, no pretraining) ----------
@@ -99,14 +99,14 @@ def _run(tmp_path, mode, overrides=()):
   config = load_config(f'{DIGITS}:{mode},quick', [
       'model.weights=', 'train.epochs=4', 'train.head_epochs=4', 'train.log_every=1',
       'data.test_limit=50', *overrides])
-  summary, variables = train.run(config, str(tmp_path / mode))
+  summary, variables = loop.run(config, str(tmp_path / mode))
   losses = [r['loss'] for r in read_metrics(str(tmp_path / mode)) if 'loss' in r]
   return config, summary, variables, losses
 
 
 def _initial(config):
   model = resnet.create_model(config.model.arch, 5, config.model.style)
-  return jax.device_get(train.init_variables(
+  return jax.device_get(weights.init_variables(
       model, config, '', rng.stream(rng.root_key(config.seed), 'init')))
 
 

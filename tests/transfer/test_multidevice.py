@@ -40,13 +40,13 @@ import numpy as np
 from jax.sharding import Mesh
 from common import sharding
 from common.config import load_config
-from transfer import data as data_lib, freeze, resnet, train
+from transfer import data as data_lib, freeze, resnet, steps, weights
 steps, batch, out_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 config = load_config('transfer/configs/digits.py:fine_tune,quick', ['data.train_per_class=8'])
 records = data_lib.load_data(config.data, seed=0).train.gather(np.arange(steps * batch))
 local = {k: records[k].reshape(steps, batch, *records[k].shape[1:]) for k in ('image', 'label')}
 model = resnet.create_model('resnet18', 5)
-variables = jax.device_get(train.init_variables(model, config, '', jax.random.key(0)))
+variables = jax.device_get(weights.init_variables(model, config, '', jax.random.key(0)))
 rules, mults = freeze.mode_rules('fine_tune', backbone_lr_mult=1.0)
 hp = {'step0': np.int32(0), 'start': np.int32(0), 'steps': np.float32(steps),
       'lr': np.float32(0.01), 'warmup': np.float32(0), 'cosine': np.bool_(False),
@@ -54,7 +54,7 @@ hp = {'step0': np.int32(0), 'start': np.int32(0), 'steps': np.float32(steps),
 out = {}
 for name, devices in (('one', jax.devices()[:1]), ('eight', jax.devices())):
   mesh = Mesh(np.asarray(devices), ('data',))
-  fns = train.phase_fns(train.step_spec(model, 'torchvision', 16, rules, mults, optimizer='sgd',
+  fns = steps.phase_fns(steps.step_spec(model, 'torchvision', 16, rules, mults, optimizer='sgd',
                                         bn_train=True, mesh=mesh))
   state = sharding.replicate({'params': variables['params'],
                               'batch_stats': variables['batch_stats'],
@@ -177,9 +177,9 @@ import numpy as np
 from common import distributed
 distributed.initialize()
 from common.config import load_config
-from transfer import train
+from transfer import loop
 config = load_config(sys.argv[1], sys.argv[4:])
-summary, variables = train.run(config, sys.argv[2])
+summary, variables = loop.run(config, sys.argv[2])
 leaves = jax.tree_util.tree_flatten_with_path(variables)[0]
 np.savez(sys.argv[3], **{jax.tree_util.keystr(p): distributed.to_host(v) for p, v in leaves})
 print('process', jax.process_index(), 'of', jax.process_count(), 'devices', jax.device_count())

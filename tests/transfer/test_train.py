@@ -15,7 +15,7 @@ import launch.transfer
 from common import cli, rng
 from common.config import load_config
 from common.writers import read_metrics
-from transfer import convert, data as data_lib, features, preprocess, resnet, train
+from transfer import convert, data as data_lib, features, loop, preprocess, resnet, steps, weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DIGITS = 'transfer/configs/digits.py'
@@ -25,7 +25,7 @@ ABLATION_MODES = ('scratch', 'feature_extraction', 'fine_tune', 'two_phase', 'li
 def _random_variables(config, num_classes=5):
   model = resnet.create_model(config.model.arch, num_classes, config.model.style)
   key = rng.stream(rng.root_key(0), 'init')
-  return model, jax.device_get(train.init_variables(model, config, '', key))
+  return model, jax.device_get(weights.init_variables(model, config, '', key))
 
 
 def test_cached_features_equal_on_the_fly_features(tmp_path):
@@ -64,13 +64,13 @@ def test_interrupted_two_phase_run_resumes_bitwise(tmp_path):
       'model.weights=', 'train.head_epochs=2', 'train.epochs=1', 'train.log_every=1',
       'train.checkpoint_every=1', 'train.keep_checkpoints=4', 'data.test_limit=50'])
   straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
-  first, _ = train.run(config, straight)
-  train.run(config, resumed)
+  first, _ = loop.run(config, straight)
+  loop.run(config, resumed)
   # Interrupted after step 1 (in the head phase): later checkpoints and the summary are lost.
   for step in (2, 3):
     shutil.rmtree(os.path.join(resumed, 'checkpoints', str(step)))
   os.remove(os.path.join(resumed, 'summary.json'))
-  again, _ = train.run(config, resumed)
+  again, _ = loop.run(config, resumed)
   assert again['phases'] == ['head', 'fine_tune']
   step_a, a = _leaves(straight)
   step_b, b = _leaves(resumed)
@@ -96,7 +96,7 @@ def test_image_steps_run_in_chunks_that_match_single_steps(tmp_path, monkeypatch
       'model.weights=', 'train.epochs=7', 'train.log_every=5', 'train.checkpoint=False',
       'data.test_limit=50'])
   lengths = []
-  phase_fns = train.phase_fns
+  phase_fns = steps.phase_fns
 
   def spy(spec):
     fns = phase_fns(spec)
@@ -106,13 +106,13 @@ def test_image_steps_run_in_chunks_that_match_single_steps(tmp_path, monkeypatch
       return fns.chunk(state, batches, hp)
     return dataclasses.replace(fns, chunk=chunk)
 
-  monkeypatch.setattr(train, 'phase_fns', spy)
+  monkeypatch.setattr(steps, 'phase_fns', spy)
   results = {}
   for per_call in (1, 3):
     lengths.clear()
     config.train.steps_per_call = per_call
     wd = str(tmp_path / f'per_call{per_call}')
-    summary, variables = train.run(config, wd)
+    summary, variables = loop.run(config, wd)
     results[per_call] = (summary, jax.device_get(variables), read_metrics(wd))
     assert lengths == ([1] * 7 if per_call == 1 else [3, 1, 1, 1, 1])
   (s1, v1, m1), (s3, v3, m3) = results[1], results[3]

@@ -1,0 +1,97 @@
+"""Where a transfer run's starting weights come from and how they enter the model.
+
+`model.weights` names converted weights (a directory from `launch.convert`), an original
+torchvision/Keras file, '' for a random init, or 'pretrain' (the embedded source model, made by
+`transfer.pretrain` and resolved in `transfer.train` before a run starts).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from common.errors import UserError
+from transfer import convert, features, resnet
+
+PRETRAIN = 'pretrain'
+
+
+def resolve_weights(config: ml_collections.ConfigDict, path: str | None = None
+                    ) -> tuple[str, str]:
+  """(weights path or '' for random init, preprocessing style that goes with them); `path`, when
+  given, replaces `model.weights` (the pretrained source's directory once it exists)."""
+  m = config.model
+  path = m.weights if path is None else path
+  if config.mode == 'scratch' or not path:
+    return '', m.style
+  if path == PRETRAIN:
+    raise UserError("model.weights='pretrain' is made by transfer.train.train_and_evaluate "
+                    '(python -m launch.transfer); resolve it there or name converted weights')
+  style = m.style
+  meta_path = os.path.join(path, 'metadata.json')
+  if os.path.isdir(path) and os.path.exists(meta_path):
+    with open(meta_path) as fh:
+      meta = json.load(fh)
+    style = meta.get('preprocess_style', meta.get('style', style))
+  return path, style
+
+
+@functools.lru_cache(maxsize=8)
+def _init_fn(model: resnet.ResNet, image_size: int):
+  # Compiled once per model: initialising a ResNet compiles for seconds, runs in milliseconds.
+  x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  return jax.jit(lambda key: model.init(key, x, train=False))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_weights(path: str, weights_id: str, arch: str, style: str, include_top: bool) -> dict:
+  """Host copies of converted weights; an ablation loads the same ones for every run."""
+  del weights_id  # part of the cache key only: changed files are read again
+  return jax.tree.map(np.asarray, convert.load_weights(path, arch, style, include_top=include_top))
+
+
+def init_variables(model: resnet.ResNet, config: ml_collections.ConfigDict, weights: str,
+                   key: jax.Array) -> dict:
+  """Random init, then the backbone (and with include_top the head) from `weights`."""
+  variables = _init_fn(model, config.data.image_size)(key)
+  variables = {'params': dict(variables['params']), 'batch_stats': variables['batch_stats']}
+  if not weights:
+    return variables
+  m = config.model
+  loaded = _load_weights(weights, features.weights_id(weights), m.arch, m.style, m.include_top)
+  loaded = jax.tree.map(jnp.asarray, loaded)  # fresh buffers: the train step donates its state
+  if m.include_top:
+    head = loaded['params']['head']['bias'].shape[0]
+    if head != model.num_classes:
+      raise UserError(f'the weights in {weights} have a {head}-class head but the data has '
+                      f'{model.num_classes} classes; set model.include_top=False to train a '
+                      'new head')
+  params = dict(variables['params'])
+  params.update({k: v for k, v in loaded['params'].items()})
+  return {'params': params, 'batch_stats': loaded['batch_stats']}
+
+
+def check_head(config: ml_collections.ConfigDict, weights: str, num_classes: int) -> None:
+  """include_top with a converted directory: compare class counts before any heavy work."""
+  meta_path = os.path.join(weights, 'metadata.json') if weights else ''
+  if not (config.model.include_top and os.path.isfile(meta_path)):
+    return  # original weight files are checked when they are loaded
+  with open(meta_path) as fh:
+    meta = json.load(fh)
+  if not meta.get('include_top'):
+    raise UserError(f'the weights in {weights} have no classifier head; set '
+                    'model.include_top=False to train a new head')
+  if meta.get('num_classes') != num_classes:
+    raise UserError(f'the weights in {weights} have a {meta.get("num_classes")}-class head but '
+                    f'the data has {num_classes} classes; set model.include_top=False to train '
+                    'a new head')
+
+
+def feature_key(weights: str, style: str, seed: int) -> str:
+  """Names the backbone and preprocessing in feature-cache file names."""
+  return f'{features.weights_id(weights)}-{style}' if weights else f'random{seed}-{style}'
