@@ -13,7 +13,7 @@ When JAX runs on a GPU, torch runs on CUDA and both compute at JAX's default pre
 
 JAX runs `--fused` rounds per jitted call in one `lax.scan`, as training does
 (`train.rounds_per_call`), and PyTorch runs as many rounds per timed call. XLA compiles a
-scan body differently from a lone jitted round (at `--fused 1`): before `common.conv` gave
+scan body differently from a lone jitted round (at `--fused 1`): before `common.kernels.conv` gave
 the discriminator's convs explicit gradients, its kernel gradient inside the scan compiled
 to a conv layout that made a round 20x slower, which a lone-round benchmark never showed.
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from common import batchnorm, conv
+from common.kernels import batchnorm, conv
 from common.errors import UserError
 
 Array = jax.Array

@@ -27,7 +27,7 @@ import optax
 from common import rng as rng_lib
 from common.distributed import to_host
 from common.sharding import constrain_batch, constrain_state
-from common.xla_cpu import jit_xla_kernels
+from common.kernels.xla_cpu import jit_xla_kernels
 from gan import conditional
 from gan import losses as losses_lib
 from gan.models import sample_noise

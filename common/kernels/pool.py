@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from common.conv import window_taps
+from common.kernels.conv import window_taps
 
 
 def _padded_taps(x, window, strides, padding):

@@ -1,10 +1,10 @@
-"""common.xla_cpu: same values as jax.jit, compiled without library fusions on CPU."""
+"""common.kernels.xla_cpu: same values as jax.jit, compiled without library fusions on CPU."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import xla_cpu
+from common.kernels import xla_cpu
 
 
 def _mlp(x, w):
