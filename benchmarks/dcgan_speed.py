@@ -38,6 +38,7 @@ from torch import nn as tnn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import peer  # noqa: E402
+from common.kernels import resample  # noqa: E402
 from gan import losses, models  # noqa: E402
 
 SIZE, CHANNELS, FEATURES, BATCH, NOISE = 32, 3, 64, 64, 100
@@ -203,7 +204,7 @@ def check_upsampling(methods) -> None:
     torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(k.transpose(2, 3, 0, 1)),
     stride=2, padding=1).numpy().transpose(0, 2, 3, 1)
   for m in methods:
-    err = np.abs(np.asarray(models.upsample2x(jnp.asarray(x), jnp.asarray(k), m)) - ref).max()
+    err = np.abs(np.asarray(resample.upsample2x(jnp.asarray(x), jnp.asarray(k), m)) - ref).max()
     print(f'check upsample {m:9s} vs torch conv_transpose2d: max abs err {err:.1e}')
     assert err < 1e-4, m
 
