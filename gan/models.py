@@ -11,7 +11,7 @@ logits are returned as float32.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import flax.linen as nn
 import jax
@@ -187,6 +187,9 @@ def _check_images(x: Array, image_size: int, channels: int) -> None:
 
 class MLPGenerator(nn.Module):
   """z [B, Z] -> samples [B, out_dim]: `depth` hidden layers, linear output (depth 0 = affine map)."""
+  # Layers this small run faster on XLA:CPU's own dot kernels than on the library it hands
+  # larger ones to (DCGAN's keep it); read by `common.kernels.xla_cpu.jit_for`.
+  xla_cpu_kernels: ClassVar[bool] = True
   out_dim: int = 2
   hidden: int = 64
   depth: int = 2
@@ -211,6 +214,7 @@ class MLPGenerator(nn.Module):
 
 class MLPDiscriminator(nn.Module):
   """x [B, D] -> logits [B] (float32): `depth` hidden layers, optional spectral norm on all layers."""
+  xla_cpu_kernels: ClassVar[bool] = True  # as MLPGenerator's
   hidden: int = 64
   depth: int = 2
   activation: str = 'relu'

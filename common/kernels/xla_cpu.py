@@ -40,3 +40,12 @@ def xla_kernel_options() -> dict[str, Any] | None:
 def jit_xla_kernels(fn: Callable, **jit_kwargs) -> Callable:
   """`jax.jit(fn, **jit_kwargs)`, compiled with `xla_kernel_options()` on CPU."""
   return jax.jit(fn, compiler_options=xla_kernel_options(), **jit_kwargs)
+
+
+def jit_for(*modules: Any) -> Callable[..., Callable]:
+  """The jit for a step that runs `modules` (flax modules): `jit_xla_kernels` when every one
+  declares the class attribute `xla_cpu_kernels = True`, else `jax.jit`. Models say which
+  kernels suit them, so step code need not know them by name."""
+  if modules and all(getattr(m, 'xla_cpu_kernels', False) for m in modules):
+    return jit_xla_kernels
+  return jax.jit

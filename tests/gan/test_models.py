@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
-from common.kernels import resample
+from common.kernels import resample, xla_cpu
 from gan import models
 
 # XLA:CPU compiles threefry sampling of small shapes slowly (seconds per parameter shape
@@ -139,6 +139,14 @@ def test_dcgan_models_shapes(size, channels):
     assert logits.shape == (3,) and logits.dtype == jnp.float32
     assert jax.tree.structure(g_upd['batch_stats']) == jax.tree.structure(g_vars['batch_stats'])
     assert ('batch_stats' in d_vars) == (channels == 3)
+
+
+def test_only_the_mlps_compile_with_xla_cpu_kernels():
+  # The step code jits with what the models declare (xla_cpu.jit_for), not by model name.
+  mlp = models.create_models(_cfg(name='mlp'), (2,))
+  dcgan = models.create_models(_cfg(), (16, 16, 1))
+  assert xla_cpu.jit_for(*mlp) is xla_cpu.jit_xla_kernels
+  assert xla_cpu.jit_for(*dcgan) is jax.jit
 
 
 def test_dcgan_concrete_run():
