@@ -25,8 +25,8 @@ _SUBPIXEL_TAPS = np.array([[3, 1, 4], [4, 2, 0]])
 
 def _upsample_transpose(x: Array, kernel: Array) -> Array:
   # lax.conv_transpose is what nn.ConvTranspose calls; transpose_kernel=True gives the
-  # gradient-of-conv semantics of torch's ConvTranspose2d. Slow backward on XLA:CPU: a 32 px
-  # round takes ~5 s inside the training scan (col2im: 0.53 s). Kept as the reference.
+  # gradient-of-conv semantics of torch's ConvTranspose2d. Its backward is slow on XLA:CPU
+  # inside the training scan (docs/performance.md). Kept as the reference.
   return lax.conv_transpose(x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((2, 2), (2, 2)),
                             dimension_numbers=('NHWC', 'HWIO', 'NHWC'), transpose_kernel=True)
 
@@ -94,9 +94,9 @@ def _downsample_s2d_matmul(x: Array, kernel: Array) -> Array:
 
 
 # Below this many input channels (image inputs) the space-to-depth matmul beats XLA:CPU's
-# strided conv, whose kernel gradient is ~5x slower there; above it the conv is faster.
-# The conv is `common.kernels.conv`'s: left to autodiff inside the training scan, its gradients
-# compiled to conv layouts that made a 32 px DCGAN round 20x slower (11.5 s vs 0.57 s).
+# strided conv, whose kernel gradient is slow there; above it the conv is faster. The conv
+# is `common.kernels.conv`'s: left to autodiff inside the training scan, its gradients
+# compiled to conv layouts that made DCGAN rounds many times slower (docs/performance.md).
 _S2D_MAX_CHANNELS = 8
 
 
