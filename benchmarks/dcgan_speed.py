@@ -13,7 +13,7 @@ When JAX runs on a GPU, torch runs on CUDA and both compute at JAX's default pre
 
 JAX runs `--fused` rounds per jitted call in one `lax.scan`, as training does
 (`train.rounds_per_call`), and PyTorch runs as many rounds per timed call. XLA compiles a
-scan body differently from a lone jitted round (at `--fused 1`): before `common.conv` gave
+scan body differently from a lone jitted round (at `--fused 1`): before `common.kernels.conv` gave
 the discriminator's convs explicit gradients, its kernel gradient inside the scan compiled
 to a conv layout that made a round 20x slower, which a lone-round benchmark never showed.
 
@@ -38,6 +38,7 @@ from torch import nn as tnn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import peer  # noqa: E402
+from common.kernels import resample  # noqa: E402
 from gan import losses, models  # noqa: E402
 
 SIZE, CHANNELS, FEATURES, BATCH, NOISE = 32, 3, 64, 64, 100
@@ -203,7 +204,7 @@ def check_upsampling(methods) -> None:
     torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(k.transpose(2, 3, 0, 1)),
     stride=2, padding=1).numpy().transpose(0, 2, 3, 1)
   for m in methods:
-    err = np.abs(np.asarray(models.upsample2x(jnp.asarray(x), jnp.asarray(k), m)) - ref).max()
+    err = np.abs(np.asarray(resample.upsample2x(jnp.asarray(x), jnp.asarray(k), m)) - ref).max()
     print(f'check upsample {m:9s} vs torch conv_transpose2d: max abs err {err:.1e}')
     assert err < 1e-4, m
 

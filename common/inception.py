@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from common import conv
+from common.kernels import conv
 from common.errors import UserError
-from common.xla_cpu import jit_xla_kernels
+from common.kernels.xla_cpu import jit_xla_kernels
 
 FEATURE_NET = 'pytorch-fid-inception-v3-2015-12-05'  # recorded in saved statistics
 INPUT_SIZE = 299

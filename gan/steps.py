@@ -26,8 +26,8 @@ import optax
 
 from common import rng as rng_lib
 from common.distributed import to_host
+from common.kernels.xla_cpu import jit_for
 from common.sharding import constrain_batch, constrain_state
-from common.xla_cpu import jit_xla_kernels
 from gan import conditional
 from gan import losses as losses_lib
 from gan.models import sample_noise
@@ -94,9 +94,8 @@ class GanSteps:
     self.num_classes = int(config.model.get('num_classes', 0))
     self.aux_weight = float(config.loss.get('aux_weight', 1.0))
     self.state_layout = (config.sharding.params, config.sharding.min_size)
-    # The toy MLPs' 256 x 128 layers run faster on XLA:CPU's own dot kernels (common.xla_cpu);
-    # the DCGANs' larger matmuls keep XLA's default library.
-    jit = jit_xla_kernels if config.model.name == 'mlp' else jax.jit
+    # The models declare whether their rounds compile better on XLA:CPU's own kernels.
+    jit = jit_for(self.G, self.D)
     self._rounds = jit(self._train_rounds, static_argnums=3, donate_argnums=0)
     self.sample = jax.jit(self._sample, static_argnums=2)
 

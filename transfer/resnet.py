@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from common import batchnorm, conv, pool
+from common.kernels import batchnorm, conv, pool
 from common.errors import UserError
 
 STYLES = ('torchvision', 'keras')

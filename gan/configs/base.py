@@ -8,7 +8,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = dict(name='ring8', path='', data_dir='', batch_size=256)
   # name: mlp | dcgan. noise: uniform | gaussian. upsample (dcgan): col2im | subpixel | transpose.
   # col2im is the fast one; transpose (lax.conv_transpose, what nn.ConvTranspose runs) is kept as
-  # the reference and is ~10x slower on CPU inside the training scan.
+  # the reference and is much slower on CPU inside the training scan (docs/performance.md).
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
                  features=64, upsample='col2im', noise_dim=2, noise='gaussian', dtype='float32',
                  num_classes=0, conditioning='projection', embed_dim=32)

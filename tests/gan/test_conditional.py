@@ -10,6 +10,7 @@ import pytest
 
 from common.config import load_config
 from common.errors import UserError
+from common.kernels import xla_cpu
 from gan import conditional, train
 from gan.steps import GanSteps, class_loss
 
@@ -108,3 +109,10 @@ def test_bad_conditional_configs_are_refused(tmp_path, override, match):
   with pytest.raises(UserError, match=match):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not os.path.exists(tmp_path / 'run')
+
+
+@pytest.mark.parametrize('conditioning', sorted(conditional.CONDITIONINGS))
+def test_conditional_models_compile_with_plain_jit(conditioning):
+  # DCGAN-based: like the unconditional DCGAN, they keep XLA:CPU's default library.
+  steps, _ = _steps(conditioning)
+  assert xla_cpu.jit_for(steps.G, steps.D) is jax.jit

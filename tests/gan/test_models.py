@@ -1,13 +1,13 @@
-"""GAN models: shapes for every registered model, resampling layers against torch,
-spectral normalisation against numpy's SVD, noise sampling."""
+"""GAN models: shapes for every registered model, spectral normalisation against numpy's SVD,
+noise sampling."""
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-import torch
 
 from common.errors import UserError
+from common.kernels import resample, xla_cpu
 from gan import models
 
 # XLA:CPU compiles threefry sampling of small shapes slowly (seconds per parameter shape
@@ -17,48 +17,6 @@ KEY = jax.random.key(0, impl='unsafe_rbg')
 
 def _rand(shape, seed, scale=1.0):
   return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
-
-
-# ---- resampling layers vs torch ------------------------------------------------------
-
-@pytest.mark.parametrize('method', models.UPSAMPLE_METHODS)
-def test_upsample_matches_torch_conv_transpose(method):
-  x, k, g = _rand((2, 5, 6, 7), 0), _rand((4, 4, 7, 3), 1, 0.2), _rand((2, 10, 12, 3), 2)
-  xt = torch.from_numpy(x.transpose(0, 3, 1, 2)).requires_grad_()
-  kt = torch.from_numpy(k.transpose(2, 3, 0, 1)).requires_grad_()  # [Cin, Cout, 4, 4]
-  yt = torch.nn.functional.conv_transpose2d(xt, kt, stride=2, padding=1)
-  gx_t, gk_t = torch.autograd.grad(yt, (xt, kt), torch.from_numpy(g.transpose(0, 3, 1, 2)))
-
-  @jax.jit
-  def forward_and_vjp(x, k, g):
-    y, vjp = jax.vjp(lambda x, k: models.upsample2x(x, k, method), x, k)
-    return (y,) + vjp(g)
-
-  y, gx, gk = forward_and_vjp(jnp.asarray(x), jnp.asarray(k), jnp.asarray(g))
-  np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), atol=1e-5)
-  np.testing.assert_allclose(gx, gx_t.numpy().transpose(0, 2, 3, 1), atol=1e-4)
-  np.testing.assert_allclose(gk, gk_t.numpy().transpose(2, 3, 0, 1), atol=1e-4)
-
-
-@pytest.mark.parametrize('c_in', [3, 12])  # both formulations (see models._S2D_MAX_CHANNELS)
-def test_downsample_matches_torch_conv(c_in):
-  x, k, g = _rand((2, 8, 6, c_in), 3), _rand((4, 4, c_in, 5), 4, 0.2), _rand((2, 4, 3, 5), 5)
-  xt = torch.from_numpy(x.transpose(0, 3, 1, 2)).requires_grad_()
-  kt = torch.from_numpy(k.transpose(3, 2, 0, 1)).requires_grad_()  # [Cout, Cin, 4, 4]
-  yt = torch.nn.functional.conv2d(xt, kt, stride=2, padding=1)
-  gx_t, gk_t = torch.autograd.grad(yt, (xt, kt), torch.from_numpy(g.transpose(0, 3, 1, 2)))
-  y, vjp = jax.vjp(models.downsample2x, jnp.asarray(x), jnp.asarray(k))
-  gx, gk = vjp(jnp.asarray(g))
-  np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), atol=1e-5)
-  np.testing.assert_allclose(gx, gx_t.numpy().transpose(0, 2, 3, 1), atol=1e-4)
-  np.testing.assert_allclose(gk, gk_t.numpy().transpose(2, 3, 1, 0), atol=1e-4)
-
-
-def test_unknown_upsample_method():
-  with pytest.raises(UserError, match='col2im, subpixel, transpose'):
-    models.upsample2x(jnp.zeros((1, 2, 2, 1)), jnp.zeros((4, 4, 1, 1)), 'nearest')
-  with pytest.raises(UserError, match='unknown upsample'):
-    models.DCGANGenerator(16, upsample='nearest')
 
 
 # ---- spectral normalisation ------------------------------------------------------------
@@ -173,7 +131,7 @@ def test_mlp_models_shapes(depth, spectral_norm):
 @pytest.mark.parametrize('size', models.IMAGE_SIZES)
 @pytest.mark.parametrize('channels', [1, 3])
 def test_dcgan_models_shapes(size, channels):
-  for method in models.UPSAMPLE_METHODS:
+  for method in resample.UPSAMPLE_METHODS:
     gen, disc = models.create_models(_cfg(upsample=method, spectral_norm=channels == 3),
                                      (size, size, channels))
     g_vars, g_upd, x, d_vars, d_upd, logits = _run_abstract(gen, disc, (3, 8))
@@ -181,6 +139,14 @@ def test_dcgan_models_shapes(size, channels):
     assert logits.shape == (3,) and logits.dtype == jnp.float32
     assert jax.tree.structure(g_upd['batch_stats']) == jax.tree.structure(g_vars['batch_stats'])
     assert ('batch_stats' in d_vars) == (channels == 3)
+
+
+def test_only_the_mlps_compile_with_xla_cpu_kernels():
+  # The step code jits with what the models declare (xla_cpu.jit_for), not by model name.
+  mlp = models.create_models(_cfg(name='mlp'), (2,))
+  dcgan = models.create_models(_cfg(), (16, 16, 1))
+  assert xla_cpu.jit_for(*mlp) is xla_cpu.jit_xla_kernels
+  assert xla_cpu.jit_for(*dcgan) is jax.jit
 
 
 def test_dcgan_concrete_run():
@@ -197,7 +163,7 @@ def test_dcgan_concrete_run():
   assert set(d_upd['batch_stats']) == {'DownConv_0', 'DownConv_1', 'Linear_0'}
 
 
-@pytest.mark.parametrize('method', models.UPSAMPLE_METHODS)
+@pytest.mark.parametrize('method', resample.UPSAMPLE_METHODS)
 def test_dcgan_upsample_methods_agree(method):
   # Same parameters (all methods share the kernel layout), same images.
   z = models.sample_noise(KEY, 4, 8, 'gaussian')
@@ -206,6 +172,11 @@ def test_dcgan_upsample_methods_agree(method):
   gen = models.DCGANGenerator(16, 3, 4, upsample=method)
   assert jax.tree.structure(jax.eval_shape(gen.init, KEY, z)) == jax.tree.structure(g_vars)
   np.testing.assert_allclose(gen.apply(g_vars, z), ref_gen.apply(g_vars, z), atol=1e-5)
+
+
+def test_unknown_upsample_method():
+  with pytest.raises(UserError, match='unknown upsample'):
+    models.DCGANGenerator(16, upsample='nearest')
 
 
 def test_dcgan_discriminator_logits_are_per_sample():

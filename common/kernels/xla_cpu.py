@@ -2,12 +2,9 @@
 
 By default XLA:CPU hands dots to the YNNPACK library (`xla_cpu_experimental_ynn_fusion_type`).
 Whether that pays depends on the program, so each jitted function that is measurably faster
-without it says so by using this wrapper. Measured on 2 cores:
-
-  - the toy 2D GANs' round (256 x 128 MLP layers, D and G step in a `lax.scan`): 6.2 -> 5.4 ms;
-  - InceptionV3 FID features, batches of 50 at 299 px: 4.1 -> 5.4 images/s;
-  - kept on the library: the ResNet-50 fine-tuning step (5.0 s with it, 5.8 s without) and the
-    DCGAN rounds (222 vs 203 rounds/s on digits).
+without it says so by using this wrapper (model steps: through `jit_for`). Faster without it:
+the toy 2D GANs' MLP rounds and the InceptionV3 FID features; faster with it, so kept on the
+library: the ResNet-50 fine-tuning step and the DCGAN rounds (figures in docs/performance.md).
 
 The option is set per compiled function (`compiler_options`), not process-wide through
 `XLA_FLAGS`, so a process that also runs the other kind of code keeps the library there. It is
@@ -40,3 +37,12 @@ def xla_kernel_options() -> dict[str, Any] | None:
 def jit_xla_kernels(fn: Callable, **jit_kwargs) -> Callable:
   """`jax.jit(fn, **jit_kwargs)`, compiled with `xla_kernel_options()` on CPU."""
   return jax.jit(fn, compiler_options=xla_kernel_options(), **jit_kwargs)
+
+
+def jit_for(*modules: Any) -> Callable[..., Callable]:
+  """The jit for a step that runs `modules` (flax modules): `jit_xla_kernels` when every one
+  declares the class attribute `xla_cpu_kernels = True`, else `jax.jit`. Models say which
+  kernels suit them, so step code need not know them by name."""
+  if modules and all(getattr(m, 'xla_cpu_kernels', False) for m in modules):
+    return jit_xla_kernels
+  return jax.jit

@@ -1,13 +1,12 @@
 """Max pooling whose gradient is elementwise work, for speed on XLA:CPU.
 
 Autodiff of `lax.reduce_window(max)` is a select-and-scatter, which XLA:CPU lowers to a
-variadic reduce-window over index arrays (iotas the size of the padded input) and a scatter:
-~70 ms for ResNet's stem pool (8 x 112 x 112 x 64) in a fine-tuning step whose forward pool
-takes ~12 ms. Here the backward pass finds, per output pixel, the first window tap (row-major,
-like torch's MaxPool2d) that holds the maximum, then adds each tap's share of dY into place
-with strided pads, which XLA fuses into one pass over the input. The forward pass is the
-elementwise maximum of the taps' strided views, one fused loop: 2-3 ms for that stem pool on
-2 cores, where XLA:CPU's reduce-window takes 8-11 ms (19 ms inside the fine-tuning step).
+variadic reduce-window over index arrays (iotas the size of the padded input) and a scatter,
+several times the cost of the forward pool (figures in docs/performance.md, "CPU kernels").
+Here the backward pass finds, per output pixel, the first window tap (row-major, like torch's
+MaxPool2d) that holds the maximum, then adds each tap's share of dY into place with strided
+pads, which XLA fuses into one pass over the input. The forward pass is the elementwise
+maximum of the taps' strided views, one fused loop, faster than XLA:CPU's reduce-window.
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from common.conv import window_taps
+from common.kernels.conv import window_taps
 
 
 def _padded_taps(x, window, strides, padding):

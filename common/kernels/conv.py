@@ -1,9 +1,8 @@
 """A convolution whose kernel gradient is a sum of matmuls, for speed on XLA:CPU.
 
 XLA:CPU computes the kernel gradient of `lax.conv_general_dilated` (a "backward
-filter" convolution) 10-40x slower than the forward pass: on 2 cores, 8x56x56x64 ->
-64 channels, 3x3: 64 ms forward, 652 ms kernel gradient; 1x1 stride 2: 3 ms vs
-122 ms. That made a ResNet-50 fine-tuning step about 28x slower than PyTorch's.
+filter" convolution) many times slower than the forward pass, which left ResNet
+fine-tuning far behind PyTorch's (figures in docs/performance.md, "CPU kernels").
 
 `conv_general_dilated` here has `lax.conv_general_dilated`'s signature (so it
 plugs into `flax.linen.Conv(conv_general_dilated=...)`) and the same values; only
@@ -15,11 +14,11 @@ how the gradients are computed differs:
   explicit HWIO copy (see `_conv_bwd`); when the stride divides the kernel size (DCGAN's
   4x4 stride-2 convs), `transposed_conv` instead: one matmul and an overlap-add, without
   the dilated conv's multiplications by the zeros between dY's pixels (3/4 of them at
-  stride 2). A 32 px DCGAN round on 1 core: 233 -> 217 ms.
+  stride 2), which shortens a DCGAN round.
 
 A 1x1 convolution is a matmul outright: [B*H*W, C_in] x [C_in, C_out] on the (padded,
-strided) input. XLA:CPU runs that 1.1-3x faster than its conv forward (8-2048 channels,
-batch 16, ResNet-50 shapes), at PyTorch's speed; its gradients are matmuls by autodiff.
+strided) input, which XLA:CPU runs faster than its conv forward (at PyTorch's speed at
+ResNet-50 shapes); its gradients are matmuls by autodiff.
 Cases other than NHWC/HWIO without dilation or groups fall back to lax.
 
 All of this is for XLA:CPU. When the default backend is an accelerator, `conv_general_dilated`
@@ -36,8 +35,8 @@ import jax.numpy as jnp
 from jax import lax
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
-# Below this many input channels the kernel gradient is one matmul over im2col patches
-# (ResNet's 7x7 RGB stem: fwd + kernel gradient 200 -> 149 ms at batch 8, 224 px).
+# Below this many input channels the kernel gradient is one matmul over im2col patches,
+# faster than per-tap matmuls for an RGB stem such as ResNet's 7x7.
 _IM2COL_MAX_CHANNELS = 8
 
 
@@ -56,7 +55,8 @@ def transposed_conv(y, w, input_hw, strides, padding, precision=None):
   kh, kw, c_in, c_out = w.shape
   (sh, sw), (ry, rx) = strides, (kh // strides[0], kw // strides[1])
   if ry * sh != kh or rx * sw != kw:
-    raise ValueError(f'transposed_conv needs kernel sizes {kh}x{kw} divisible by the strides {strides}')
+    raise ValueError(f'transposed_conv needs kernel sizes {kh}x{kw} divisible by the strides '
+                     f'{strides}')
   b, ho, wo, _ = y.shape
   # [kh, kw, C_in, C_out] -> columns ordered (a_y, a_x, p_y, p_x, C_in).
   w_cols = w.reshape(ry, sh, rx, sw, c_in, c_out).transpose(5, 0, 2, 1, 3, 4).reshape(c_out, -1)
@@ -105,7 +105,7 @@ def _conv_bwd(strides, padding, precision, res, g):
   # Input gradient: dY dilated by the stride, convolved with the flipped kernel, its in/out
   # channels swapped in an explicit HWIO copy. Left to autodiff, the swap is folded into the
   # conv's dimension labels (kernel "01oi"), and inside a scan XLA:CPU then runs that conv on
-  # a generic path 3-10x slower than its HWIO one.
+  # a generic path several times slower than its HWIO one.
   if sh > 1 and sw > 1 and kh % sh == 0 and kw % sw == 0:
     dx = transposed_conv(g, w, x.shape[1:3], strides, padding, precision)
   else:

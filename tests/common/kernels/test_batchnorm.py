@@ -1,11 +1,11 @@
-"""common.batchnorm: flax.linen.BatchNorm's variables, values, running statistics and gradients."""
+"""common.kernels.batchnorm: nn.BatchNorm's variables, values, running statistics and gradients."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import batchnorm
+from common.kernels import batchnorm
 
 
 def _pair(train: bool, momentum: float = 0.9, epsilon: float = 1e-5):

@@ -1,11 +1,11 @@
-"""common.conv: same values and gradients as lax.conv_general_dilated's own autodiff."""
+"""common.kernels.conv: same values and gradients as lax.conv_general_dilated's own autodiff."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 
-from common import conv
+from common.kernels import conv
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
 

@@ -1,10 +1,10 @@
-"""common.xla_cpu: same values as jax.jit, compiled without library fusions on CPU."""
+"""common.kernels.xla_cpu: same values as jax.jit, compiled without library fusions on CPU."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import xla_cpu
+from common.kernels import xla_cpu
 
 
 def _mlp(x, w):
@@ -32,3 +32,13 @@ def test_no_library_fusion_in_compiled_program():
   # jit_kwargs pass through (donation, static arguments).
   f = xla_cpu.jit_xla_kernels(lambda x, n: x * n, static_argnums=1)
   assert float(f(jnp.ones(()), 3)) == 3.0
+
+
+class _Declares:
+  xla_cpu_kernels = True
+
+
+def test_jit_for_needs_every_module_to_declare_xla_kernels():
+  assert xla_cpu.jit_for(_Declares(), _Declares()) is xla_cpu.jit_xla_kernels
+  assert xla_cpu.jit_for(_Declares(), object()) is jax.jit
+  assert xla_cpu.jit_for() is jax.jit

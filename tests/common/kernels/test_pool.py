@@ -1,4 +1,4 @@
-"""common.pool.max_pool: flax's values; torch's max_pool2d gradient, ties included."""
+"""common.kernels.pool.max_pool: flax's values; torch's max_pool2d gradient, ties included."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import pool
+from common.kernels import pool
 
 
 @pytest.mark.parametrize('shape,window,stride,pad', [
