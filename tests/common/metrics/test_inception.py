@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import inception
+from common.metrics import inception
 from common.errors import UserError
 from tests.common.torch_fid_inception import random_fid_inception
 
