@@ -24,6 +24,7 @@ from flax import traverse_util
 
 from common import conv
 from common.errors import UserError
+from common.sharding import pad_shard_unpad
 from common.xla_cpu import jit_xla_kernels
 
 FEATURE_NET = 'pytorch-fid-inception-v3-2015-12-05'  # recorded in saved statistics
@@ -270,22 +271,10 @@ def fid_features(variables: dict[str, Any], images, batch_size: int = 50,
   x = check_images(images)
   if batch_size < 1:
     raise UserError(f'batch_size must be at least 1; got {batch_size}')
-  apply = _jitted_apply(return_logits)
+  apply = functools.partial(_jitted_apply(return_logits), variables)
   b = min(batch_size, len(x))
-  pools, logits = [], []
-  for start in range(0, len(x), b):
-    batch = x[start:start + b]
-    valid = len(batch)
-    if valid < b:
-      batch = np.concatenate([batch, np.zeros((b - valid,) + batch.shape[1:], batch.dtype)])
-    out = apply(variables, batch)
-    pool, logit = out if return_logits else (out, None)
-    pools.append(np.asarray(pool)[:valid])
-    if return_logits:
-      logits.append(np.asarray(logit)[:valid])
-  if return_logits:
-    return np.concatenate(pools), np.concatenate(logits)
-  return np.concatenate(pools)
+  outs = [pad_shard_unpad(apply, x[start:start + b], b) for start in range(0, len(x), b)]
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
 
 
 # --- Weights -----------------------------------------------------------------------------------
