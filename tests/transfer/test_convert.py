@@ -264,7 +264,8 @@ def test_save_load_converted_roundtrip(tmp_path, r18):
 
 
 def test_convert_file_rejects_unknown_source(tmp_path, r18):
-  with pytest.raises(UserError, match="unknown weights source 'caffe'"):
+  with pytest.raises(UserError, match="unknown weights source 'caffe'; "
+                                      "choose one of: keras, torchvision"):
     convert.convert_file('caffe', r18[0], tmp_path / 'out', 'resnet18')
   assert not (tmp_path / 'out').exists()
 

@@ -205,8 +205,10 @@ def test_every_registered_arch_builds_in_its_styles():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(arch='resnet200', num_classes=10), 'unknown ResNet architecture'),
-    (dict(arch='resnet50', num_classes=10, style='caffe'), 'unknown ResNet style'),
+    (dict(arch='resnet200', num_classes=10),
+     "unknown ResNet architecture 'resnet200'; choose one of: resnet101, resnet152, resnet18"),
+    (dict(arch='resnet50', num_classes=10, style='caffe'),
+     "unknown ResNet style 'caffe'; choose one of: keras, torchvision"),
     (dict(arch='resnet18', num_classes=10, style='keras'), 'no keras layout'),
     (dict(arch='resnet50', num_classes=0), 'num_classes must be'),
     (dict(arch='resnet50', num_classes=None), 'num_classes must be'),
