@@ -48,8 +48,7 @@ def main() -> None:
 
   from benchmarks import peer
   from common.metrics import inception
-  # The parity test's torch network: one copy of the reference.
-  from tests.common.torch_fid_inception import random_fid_inception
+  from common.torch_reference import random_fid_inception  # the parity test's torch network
 
   b = min(args.batch_size, args.num)
   num = args.num // b * b
