@@ -78,7 +78,8 @@ def extract(model: resnet.ResNet, variables: Mapping[str, Any], style: str, sour
 def weights_id(weights: str) -> str:
   """Short digest identifying a weights file or converted directory (path, size, mtime)."""
   h = hashlib.sha256()
-  for root, _, files in sorted(os.walk(weights)) if os.path.isdir(weights) else [('', [], [weights])]:
+  walk = sorted(os.walk(weights)) if os.path.isdir(weights) else [('', [], [weights])]
+  for root, _, files in walk:
     for f in sorted(files):
       path = os.path.join(root, f)
       st = os.stat(path)
