@@ -2,7 +2,7 @@
 
 Both sides run the FID InceptionV3 (resize to 299, pool features [N, 2048]) with the same random
 weights: the torch network is saved as a pytorch-fid style .pth and converted with
-`common.inception.convert_pytorch_fid`, and the first batch's features are compared before
+`common.metrics.inception.convert_pytorch_fid`, and the first batch's features are compared before
 timing. Both get the same number of threads (XLA via XLA_FLAGS, torch via set_num_threads).
 Compilation and warm-up are timed apart from throughput. Batches alternate between the two
 sides, so load from other processes on a shared machine hits both alike; --num is rounded down to
@@ -47,9 +47,8 @@ def main() -> None:
   import torch
 
   from benchmarks import peer
-  from common import inception
-  # The parity test's torch network: one copy of the reference.
-  from tests.common.torch_fid_inception import random_fid_inception
+  from common.metrics import inception
+  from common.torch_reference import random_fid_inception  # the parity test's torch network
 
   b = min(args.batch_size, args.num)
   num = args.num // b * b

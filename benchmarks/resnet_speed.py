@@ -14,7 +14,7 @@ Four measurements, each printed with its ratio:
    in a fresh subprocess (`resource.getrusage` ru_maxrss; target < 8 GB).
 
 The torch network is the parity tests' plain torch.nn ResNet (torchvision layout,
-tests/transfer/refs.py); its random weights go through `transfer.convert.from_torchvision`,
+common/torch_reference.py); its random weights go through `transfer.convert.from_torchvision`,
 so both sides compute with the same weights, checked before timing. Both get the same threads;
 when JAX runs on a GPU, torch runs on CUDA (benchmarks/peer.py). Inference takes uint8 host
 images on both sides; the fine-tuning step's batch is already on the device on both sides.
@@ -215,9 +215,9 @@ def main() -> None:
   import torch
 
   from benchmarks import peer
-  from tests.transfer.refs import torch_resnet  # the parity tests' torch network
+  from common.torch_reference import torch_resnet  # the parity tests' torch network
   from transfer import convert, features, resnet, steps
-  torch.set_num_threads(args.threads)  # refs sets 1 for its small test models
+  torch.set_num_threads(args.threads)
   device = peer.torch_device(jax, torch)
   peer.match_precision(torch, device, full=False)  # the project's ResNets use JAX's default
   print(f'{peer.describe(jax, torch, device)}; {args.threads} CPU threads each, '

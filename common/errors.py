@@ -13,3 +13,9 @@ class UserError(ValueError):
 def unknown_name(kind: str, name: str, known) -> UserError:
   """The error for a registry lookup that misses: names the choices."""
   return UserError(f'unknown {kind} {name!r}; choose one of: {", ".join(sorted(known))}')
+
+
+def first_line(e: BaseException) -> str:
+  """The first line of an exception's message (its type name if empty), for one-line errors."""
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__

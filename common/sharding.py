@@ -7,12 +7,13 @@ training code runs on a laptop CPU, one GPU, or a pod slice.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from common import distributed
 from common.errors import UserError, unknown_name
 
 # How a train state (parameters, optimiser states, EMA) is laid out over the `data` axis:
@@ -111,3 +112,25 @@ def constrain_batch(x: jax.Array, mesh: Mesh | None, batch_axis: int = 0) -> jax
   if mesh is None or mesh.devices.size == 1:
     return x
   return jax.lax.with_sharding_constraint(x, batch_sharding(mesh, batch_axis))
+
+
+def pad_shard_unpad(fn: Callable[[Any], Any], batch: np.ndarray, batch_size: int = 0,
+                    mesh: Mesh | None = None) -> Any:
+  """fn's outputs for the rows of a host batch [B, ...], as numpy arrays [B, ...].
+
+  The batch gets zero rows up to `batch_size` (when larger than B), so a jitted `fn` sees one
+  shape for every batch, a short last one included. With a `mesh` it is also padded to a
+  multiple of the devices and `fn` gets the global array sharded along `data`: every process
+  passes the same batch and puts its own contiguous slice on its devices (the mesh lists
+  devices process by process). Every output leaf is cut back to the B valid rows.
+  """
+  b = len(batch)
+  size = max(batch_size, b)
+  if mesh is not None:
+    size = -(-size // mesh.devices.size) * mesh.devices.size
+  if size > b:
+    batch = np.concatenate([batch, np.zeros((size - b,) + batch.shape[1:], batch.dtype)])
+  if mesh is not None:
+    per, rank = size // jax.process_count(), jax.process_index()
+    batch = global_batch(batch[rank * per:(rank + 1) * per], mesh)
+  return jax.tree.map(lambda y: distributed.to_host(y)[:b], fn(batch))

@@ -31,8 +31,8 @@ import ml_collections
 import numpy as np
 
 from common import distributed
-from common import feature_metrics as fm
-from common import fid as fid_lib
+from common.metrics import feature_metrics as fm
+from common.metrics import fid as fid_lib
 from common.errors import UserError, unknown_name
 from gan import conditional, feature_net, images
 
@@ -76,7 +76,7 @@ def uses_digits_net(config: ml_collections.ConfigDict) -> bool:
 def feature_dim(config: ml_collections.ConfigDict) -> int:
   if uses_digits_net(config):
     return feature_net.RECIPE['feature_dim']
-  from common import inception
+  from common.metrics import inception
   return inception.POOL_DIM
 
 
@@ -84,7 +84,7 @@ def feature_net_name(config: ml_collections.ConfigDict) -> str:
   """The name statistics files record for the run's feature network (known before training it)."""
   if uses_digits_net(config):
     return feature_net.net_name()
-  from common import inception
+  from common.metrics import inception
   return inception.FEATURE_NET
 
 
@@ -138,7 +138,7 @@ def create_feature_net(config: ml_collections.ConfigDict, inception_weights: str
       return feats, np.asarray(jax.nn.softmax(logits))
 
     return FeatureNet(net.name, '_digits', net.dim, apply_digits)
-  from common import inception
+  from common.metrics import inception
   variables = inception.convert_pytorch_fid(inception_weights)
 
   def apply_inception(x):

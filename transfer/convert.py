@@ -2,7 +2,8 @@
 
 Readers:
 - torchvision state dicts in `.pth`/`.pt` (read with torch.load(weights_only=
-  True), so a pickle that would run code is refused) or `.safetensors`.
+  True), so a pickle that would run code is refused) or `.safetensors`, by
+  `common.torch_files`.
 - Keras applications ResNet v1 weights, either the legacy HDF5 layout of the
   published `resnet*_weights_tf_dim_ordering_tf_kernels[_notop].h5` files or
   Keras 3 `.weights.h5` files from `model.save_weights`.
@@ -16,10 +17,8 @@ torchvision, MD5 table below for Keras), verified before use.
 checkpoint plus `metadata.json`; `load_weights` accepts either form.
 """
 
-import hashlib
 import json
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -28,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from common.errors import UserError
+from common import torch_files
+from common.errors import UserError, first_line, unknown_name
 from transfer import resnet
 
 Variables = dict[str, Any]
@@ -55,8 +55,6 @@ KERAS_MD5 = {
         'ee4c566cf9a93f14d82f913c2dc6dd0c',
 }
 
-# torch.hub names files `<name>-<first hex digits of sha256>.pth`.
-_TORCH_HASH_NAME = re.compile(r'^.+-([0-9a-f]{8,64})\.(pth|pt)$')
 # Keras has used all of these names for the classifier layer.
 _KERAS_HEAD_LAYERS = ('predictions', 'probs', 'fc1000')
 _LIST_LIMIT = 8
@@ -77,18 +75,6 @@ class WeightsMismatchError(UserError):
 # File checks.
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-  """Hex sha256 of a file, read in chunks."""
-  return _file_digest(path, hashlib.sha256())
-
-
-def _file_digest(path, digest) -> str:
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def _require_file(path: str | os.PathLike) -> Path:
   path = Path(path)
   if not path.is_file():
@@ -97,67 +83,17 @@ def _require_file(path: str | os.PathLike) -> Path:
   return path
 
 
-def _verify_torch_name_hash(path: Path) -> None:
-  match = _TORCH_HASH_NAME.match(path.name)
-  if match is None:
-    return
-  prefix = match.group(1)
-  if not file_sha256(path).startswith(prefix):
-    raise UserError(f'weights file {path} fails its checksum (its name says '
-                    f'sha256 starts with {prefix}); download it again, or '
-                    f'rename it if that suffix is not a checksum')
-
-
 def _verify_keras_md5(path: Path) -> None:
   expected = KERAS_MD5.get(path.name)
   if expected is None:
     return
-  if _file_digest(path, hashlib.md5()) != expected:
+  if torch_files.file_digest(path, 'md5') != expected:
     raise UserError(f'weights file {path} fails its checksum (MD5 differs from '
                     f'the published {path.name}); download it again')
 
 
 # ----------------------------------------------------------------------------
 # Readers: each returns {source tensor name: float32 numpy array}.
-
-
-def _read_torch(path: Path) -> dict[str, np.ndarray]:
-  if path.suffix == '.safetensors':
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-    try:
-      tensors = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types
-      raise UserError(f'weights file {path} is corrupt or not a safetensors '
-                      f'file ({_first_line(e)}); download it again') from None
-    return {k: np.asarray(v, np.float32) for k, v in tensors.items()}
-
-  import torch  # pylint: disable=g-import-not-at-top
-  try:
-    state = torch.load(path, map_location='cpu', weights_only=True)
-  except pickle.UnpicklingError as e:
-    if 'Weights only load failed' in str(e):
-      raise UserError(f'weights file {path} contains code and was refused; '
-                      f'use a file that holds only tensors (a state_dict)'
-                      ) from None
-    raise UserError(f'weights file {path} is corrupt ({_first_line(e)}); '
-                    f'download it again') from None
-  except Exception as e:  # damaged files surface as many exception types
-    raise UserError(f'weights file {path} is corrupt or not a torch file '
-                    f'({type(e).__name__}: {_first_line(e)}); download it '
-                    f'again') from None
-  # Training checkpoints wrap the state dict; DataParallel prefixes 'module.'.
-  if isinstance(state, Mapping) and isinstance(state.get('state_dict'),
-                                               Mapping):
-    state = state['state_dict']
-  if not isinstance(state, Mapping):
-    raise UserError(f'weights file {path} holds a {type(state).__name__}, not '
-                    f'a state_dict; save model.state_dict()')
-  tensors = {}
-  for k, v in state.items():
-    if isinstance(v, torch.Tensor):
-      tensors[k.removeprefix('module.')] = (
-          v.detach().to(torch.float32).numpy())
-  return tensors
 
 
 def _read_keras(path: Path, arch: str) -> dict[str, np.ndarray]:
@@ -173,7 +109,7 @@ def _read_keras(path: Path, arch: str) -> dict[str, np.ndarray]:
     raise
   except Exception as e:  # h5py reports damage as OSError, KeyError, ...
     raise UserError(f'weights file {path} is corrupt or not an HDF5 file '
-                    f'({type(e).__name__}: {_first_line(e)}); download it '
+                    f'({type(e).__name__}: {first_line(e)}); download it '
                     f'again') from None
   raise UserError(f'weights file {path} is neither a legacy Keras .h5 nor a '
                   f'Keras 3 .weights.h5 file; save it with '
@@ -289,18 +225,7 @@ def _torchvision_name(path: tuple[str, ...]) -> str:
     prefix = f'layer{top[5:]}.{modules[1][5:]}.{layer}'
   else:
     prefix = {'stem_conv': 'conv1', 'stem_bn': 'bn1', 'head': 'fc'}[top]
-  suffix = {('params', 'kernel'): 'weight', ('params', 'scale'): 'weight',
-            ('params', 'bias'): 'bias', ('batch_stats', 'mean'): 'running_mean',
-            ('batch_stats', 'var'): 'running_var'}[(collection, leaf)]
-  return f'{prefix}.{suffix}'
-
-
-def _torchvision_value(x: np.ndarray) -> np.ndarray:
-  if x.ndim == 4:  # conv OIHW -> HWIO
-    return x.transpose(2, 3, 1, 0)
-  if x.ndim == 2:  # Linear (out, in) -> (in, out)
-    return x.T
-  return x
+  return f'{prefix}.{torch_files.LEAF_NAMES[(collection, leaf)]}'
 
 
 def _keras_name(path: tuple[str, ...], head_layer: str) -> str:
@@ -338,10 +263,11 @@ def from_torchvision(path: str | os.PathLike, arch: str,
   if path.suffix not in ('.pth', '.pt', '.safetensors'):
     raise UserError(f'weights file {path} has suffix {path.suffix!r}; '
                     f'torchvision weights must be .pth, .pt or .safetensors')
-  _verify_torch_name_hash(path)
-  source = _read_torch(path)
+  torch_files.check_name_hash(path)
+  source = torch_files.read_state_dict(path)
   return _convert(source, path, arch, 'torchvision', num_classes, include_top,
-                  name_fn=_torchvision_name, value_fn=_torchvision_value,
+                  name_fn=_torchvision_name,
+                  value_fn=torch_files.to_flax_layout,
                   head_prefix='fc.', head_kernel='fc.weight',
                   head_classes_axis=0)
 
@@ -462,11 +388,6 @@ def _guess_arch(source: Mapping[str, np.ndarray], style: str) -> str | None:
   return None
 
 
-def _first_line(e: BaseException) -> str:
-  text = str(e).strip()
-  return text.splitlines()[0] if text else type(e).__name__
-
-
 # ----------------------------------------------------------------------------
 # Converted checkpoints.
 
@@ -515,7 +436,7 @@ def load_converted(directory: str | os.PathLike
     fields = [meta[k] for k in ('arch', 'num_classes', 'style', 'include_top')]
   except (ValueError, KeyError, TypeError) as e:
     raise UserError(f'{meta_path} is corrupt ({type(e).__name__}: '
-                    f'{_first_line(e)}); convert the weights again') from None
+                    f'{first_line(e)}); convert the weights again') from None
   arch, num_classes, style, include_top = fields
   resnet.create_model(arch, num_classes, style, include_top)  # validates
   target = resnet.abstract_variables(arch, style, num_classes, include_top)
@@ -524,7 +445,7 @@ def load_converted(directory: str | os.PathLike
       variables = checkpointer.restore(directory / CHECKPOINT_DIR, target)
   except Exception as e:  # orbax reports damage with many exception types
     raise UserError(f'checkpoint in {directory} is corrupt or incomplete '
-                    f'({type(e).__name__}: {_first_line(e)}); convert the '
+                    f'({type(e).__name__}: {first_line(e)}); convert the '
                     f'weights again') from None
   return variables, meta
 
@@ -534,8 +455,7 @@ def convert_file(source: str, path: str | os.PathLike, out_dir: str | os.PathLik
                  include_top: bool = True) -> dict[str, Any]:
   """Converts one weights file into `out_dir`; returns the metadata written."""
   if source not in SOURCES:
-    raise UserError(f'unknown weights source {source!r}; use one of '
-                    f'{", ".join(SOURCES)}')
+    raise unknown_name('weights source', source, SOURCES)
   _check_empty_dir(Path(out_dir))  # fail before the slow part
   reader = from_torchvision if source == 'torchvision' else from_keras
   variables = reader(path, arch, num_classes=num_classes,
@@ -546,7 +466,7 @@ def convert_file(source: str, path: str | os.PathLike, out_dir: str | os.PathLik
       'arch': arch, 'style': source, 'include_top': include_top,
       'num_classes': num_classes if include_top else None,
       'preprocess_style': source, 'source_file': Path(path).name,
-      'source_sha256': file_sha256(path),
+      'source_sha256': torch_files.file_digest(path),
   }
   save_converted(out_dir, variables, metadata)
   return metadata

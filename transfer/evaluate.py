@@ -6,6 +6,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from common.sharding import pad_shard_unpad
+
 
 def predict(logits_fn: Callable[[np.ndarray], object], source, batch_size: int = 128
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -20,10 +22,7 @@ def predict(logits_fn: Callable[[np.ndarray], object], source, batch_size: int =
   for start in range(0, n, b):
     batch = source.gather(np.arange(start, min(start + b, n)))
     x = batch['image'] if 'image' in batch else batch['feature']
-    valid = len(x)
-    if valid < b:
-      x = np.concatenate([x, np.zeros((b - valid,) + x.shape[1:], x.dtype)])
-    logits.append(np.asarray(logits_fn(x))[:valid])
+    logits.append(pad_shard_unpad(logits_fn, x, b))
     labels.append(np.asarray(batch['label']))
   return np.concatenate(logits).astype(np.float32), np.concatenate(labels).astype(np.int64)
 

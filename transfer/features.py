@@ -47,16 +47,9 @@ def sharded_forward(model: resnet.ResNet, style: str, mesh: Mesh):
   own contiguous slice on its devices (the mesh lists devices process by process).
   """
   fn = forward_fn(model, style, mesh)
-  n, processes, rank = mesh.devices.size, jax.process_count(), jax.process_index()
 
   def apply(variables, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    b = len(images)
-    if b % n:
-      images = np.concatenate([images, np.zeros((-b % n,) + images.shape[1:], images.dtype)])
-    per = len(images) // processes
-    local = images[rank * per:(rank + 1) * per]
-    logits, pooled = fn(variables, sharding.global_batch(local, mesh))
-    return distributed.to_host(logits)[:b], distributed.to_host(pooled)[:b]
+    return sharding.pad_shard_unpad(functools.partial(fn, variables), images, mesh=mesh)
   return apply
 
 
@@ -69,7 +62,7 @@ def extract(model: resnet.ResNet, variables: Mapping[str, Any], style: str, sour
   (default: every device, `sharding.data_mesh`).
   """
   mesh = mesh or sharding.data_mesh()
-  apply = sharded_forward(model, style, mesh)
+  fn = forward_fn(model, style, mesh)
   bvars = sharding.replicate({'params': variables['params'],
                               'batch_stats': variables['batch_stats']}, mesh)
   feats, labels = [], []
@@ -77,11 +70,7 @@ def extract(model: resnet.ResNet, variables: Mapping[str, Any], style: str, sour
   b = batch_size
   for start in range(0, n, b):
     batch = source.gather(np.arange(start, min(start + b, n)))
-    valid = len(batch['label'])
-    images = batch['image']
-    if valid < b:
-      images = np.concatenate([images, np.zeros((b - valid,) + images.shape[1:], images.dtype)])
-    feats.append(apply(bvars, images)[1][:valid])
+    feats.append(sharding.pad_shard_unpad(lambda x: fn(bvars, x)[1], batch['image'], b, mesh))
     labels.append(np.asarray(batch['label']))
   return np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int32)
 
@@ -89,7 +78,8 @@ def extract(model: resnet.ResNet, variables: Mapping[str, Any], style: str, sour
 def weights_id(weights: str) -> str:
   """Short digest identifying a weights file or converted directory (path, size, mtime)."""
   h = hashlib.sha256()
-  for root, _, files in sorted(os.walk(weights)) if os.path.isdir(weights) else [('', [], [weights])]:
+  walk = sorted(os.walk(weights)) if os.path.isdir(weights) else [('', [], [weights])]
+  for root, _, files in walk:
     for f in sorted(files):
       path = os.path.join(root, f)
       st = os.stat(path)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from common.errors import UserError
+from common.errors import UserError, unknown_name
 
 PREPROCESS_STYLES = ('torchvision', 'keras')
 TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -39,8 +39,7 @@ def _check_uint8_nhwc(images: Any, what: str) -> None:
 def preprocess(images: Any, style: str) -> jnp.ndarray:
   """uint8 RGB [B, H, W, 3] -> float32 [B, H, W, 3] input for `style`."""
   if style not in PREPROCESS_STYLES:
-    raise UserError(f'unknown preprocessing style {style!r}; use one of '
-                    f'{", ".join(PREPROCESS_STYLES)}')
+    raise unknown_name('preprocessing style', style, PREPROCESS_STYLES)
   _check_uint8_nhwc(images, 'preprocess')
   x = jnp.asarray(images).astype(jnp.float32)
   if style == 'torchvision':

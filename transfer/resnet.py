@@ -42,8 +42,8 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from common.errors import UserError, unknown_name
 from common.kernels import batchnorm, conv, pool
-from common.errors import UserError
 
 STYLES = ('torchvision', 'keras')
 STAGE_NAMES = ('stage1', 'stage2', 'stage3', 'stage4')
@@ -98,11 +98,9 @@ _STYLE_SPECS = {
 def arch_spec(arch: str, style: str = 'torchvision') -> ArchSpec:
   """Returns the ArchSpec for `arch`, or raises UserError for bad names."""
   if style not in STYLES:
-    raise UserError(f'unknown ResNet style {style!r}; use one of '
-                    f'{", ".join(STYLES)}')
+    raise unknown_name('ResNet style', style, STYLES)
   if arch not in ARCHS:
-    raise UserError(f'unknown ResNet architecture {arch!r}; use one of '
-                    f'{", ".join(ARCHS)}')
+    raise unknown_name('ResNet architecture', arch, ARCHS)
   spec = ARCHS[arch]
   if style not in spec.styles:
     raise UserError(f'{arch} has no {style} layout (keras.applications only '

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 import launch.evaluate
-from common import cli, fid as fid_lib
+from common import cli
+from common.metrics import fid as fid_lib
 from common.config import load_config
 from common.writers import read_metrics
 from gan import evaluation, feature_net, train

@@ -14,8 +14,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from common import torch_reference
 from common.errors import UserError
-from tests.transfer import refs
+from tests.transfer import refs  # noqa: F401  (keras' JAX backend, one torch thread)
 from transfer import convert, resnet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ NUM_CLASSES = 10
 def r18(tmp_path_factory):
   """A resnet18 state dict saved as .pth; returns (path, state dict)."""
   tmp = tmp_path_factory.mktemp('r18')
-  state = refs.torch_resnet('resnet18', NUM_CLASSES, seed=11).state_dict()
+  state = torch_reference.torch_resnet('resnet18', NUM_CLASSES, seed=11).state_dict()
   path = tmp / 'resnet18.pth'
   torch.save(state, path)
   return path, state
@@ -58,7 +59,7 @@ def test_wrong_arch_lists_missing_and_mismatched(r18):
 
 
 def test_bigger_file_lists_unused(tmp_path):
-  state = refs.TorchResNet('resnet34', NUM_CLASSES).state_dict()
+  state = torch_reference.TorchResNet('resnet34', NUM_CLASSES).state_dict()
   torch.save(state, tmp_path / 'r34.pth')
   with pytest.raises(convert.WeightsMismatchError) as info:
     convert.from_torchvision(tmp_path / 'r34.pth', 'resnet18')
@@ -264,7 +265,8 @@ def test_save_load_converted_roundtrip(tmp_path, r18):
 
 
 def test_convert_file_rejects_unknown_source(tmp_path, r18):
-  with pytest.raises(UserError, match="unknown weights source 'caffe'"):
+  with pytest.raises(UserError, match="unknown weights source 'caffe'; "
+                                      "choose one of: keras, torchvision"):
     convert.convert_file('caffe', r18[0], tmp_path / 'out', 'resnet18')
   assert not (tmp_path / 'out').exists()
 

@@ -58,7 +58,8 @@ def test_rejects_non_uint8_nhwc(images, found):
 
 
 def test_rejects_unknown_style():
-  with pytest.raises(UserError, match="unknown preprocessing style 'caffe'"):
+  with pytest.raises(UserError, match="unknown preprocessing style 'caffe'; "
+                                      "choose one of: keras, torchvision"):
     transfer.preprocess(_uint8_images((1, 4, 4, 3)), 'caffe')
 
 

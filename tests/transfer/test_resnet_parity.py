@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from common import torch_reference
 from common.errors import UserError
 from tests.transfer import refs
 from transfer import convert, resnet
@@ -36,7 +37,7 @@ def _check_parity(variables, arch, style, include_top, images, ref_out,
   out, stages = model.apply(variables, images, train=False,
                             capture_stages=True)
   ratios = {'out': refs.assert_close(out, ref_out, f'{what} output')}
-  for key in refs.STAGE_KEYS:
+  for key in torch_reference.STAGE_KEYS:
     ratios[key] = refs.assert_close(stages[key], ref_stages[key],
                                     f'{what} {key}')
   print(f'\n{what}: max |diff| / max |ref| '
@@ -51,13 +52,13 @@ def _check_parity(variables, arch, style, include_top, images, ref_out,
 def torch_case(request, tmp_path_factory):
   arch = request.param
   tmp = tmp_path_factory.mktemp(arch)
-  model = refs.torch_resnet(arch, NUM_CLASSES, seed=1)
+  model = torch_reference.torch_resnet(arch, NUM_CLASSES, seed=1)
   state = model.state_dict()
   torch.save(state, tmp / f'{arch}.pth')
   save_file({k: v.contiguous() for k, v in state.items()},
             str(tmp / f'{arch}.safetensors'))
   images = _images(TORCH_SHAPES[arch], seed=2)
-  logits, stages = refs.torch_forward(model, images)
+  logits, stages = torch_reference.torch_forward(model, images)
   return dict(arch=arch, tmp=tmp, images=images, logits=logits, stages=stages)
 
 
@@ -82,7 +83,7 @@ def test_torchvision_train_mode_matches_torch(tmp_path):
   with momentum 0.1; flax uses the biased batch variance where torch uses the
   unbiased one, which the expected value below accounts for."""
   arch = 'resnet18'
-  model = refs.torch_resnet(arch, NUM_CLASSES, seed=3)
+  model = torch_reference.torch_resnet(arch, NUM_CLASSES, seed=3)
   state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
   torch.save(model.state_dict(), tmp_path / 'r18.pth')
   variables = convert.from_torchvision(tmp_path / 'r18.pth', arch)
@@ -205,8 +206,10 @@ def test_every_registered_arch_builds_in_its_styles():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(arch='resnet200', num_classes=10), 'unknown ResNet architecture'),
-    (dict(arch='resnet50', num_classes=10, style='caffe'), 'unknown ResNet style'),
+    (dict(arch='resnet200', num_classes=10),
+     "unknown ResNet architecture 'resnet200'; choose one of: resnet101, resnet152, resnet18"),
+    (dict(arch='resnet50', num_classes=10, style='caffe'),
+     "unknown ResNet style 'caffe'; choose one of: keras, torchvision"),
     (dict(arch='resnet18', num_classes=10, style='keras'), 'no keras layout'),
     (dict(arch='resnet50', num_classes=0), 'num_classes must be'),
     (dict(arch='resnet50', num_classes=None), 'num_classes must be'),

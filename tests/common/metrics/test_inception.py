@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import inception
 from common.errors import UserError
-from tests.common.torch_fid_inception import random_fid_inception
+from common.metrics import inception
+from common.torch_reference import random_fid_inception
 
 
 @pytest.fixture(scope='module')

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from common import fid
+from common.metrics import fid
 from common.errors import UserError
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import special
 
 from common.errors import UserError
+from common.sharding import pad_shard_unpad
 
 
 def _check_features(name: str, x) -> np.ndarray:
@@ -137,16 +138,9 @@ def _nearest_sq(q: jax.Array, ref: jax.Array) -> jax.Array:
 
 def _map_blocks(fn: Callable, queries: np.ndarray, *args, block_size: int) -> np.ndarray:
   """fn over row blocks of queries; the last block is padded so fn compiles once."""
-  n = len(queries)
-  b = min(block_size, n)
-  out = []
-  for start in range(0, n, b):
-    block = queries[start:start + b]
-    valid = len(block)
-    if valid < b:
-      block = np.concatenate([block, np.zeros((b - valid,) + block.shape[1:], block.dtype)])
-    out.append(np.asarray(fn(block, *args))[:valid])
-  return np.concatenate(out)
+  b = min(block_size, len(queries))
+  return np.concatenate([pad_shard_unpad(lambda q: fn(q, *args), queries[start:start + b], b)
+                         for start in range(0, len(queries), b)])
 
 
 def _prepare(real: np.ndarray, fake: np.ndarray, k: int, block_size: int):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial import distance
 
-from common import feature_metrics as fm
+from common.metrics import feature_metrics as fm
 from common.errors import UserError
 
 

@@ -11,9 +11,7 @@ max-pools), and it has 1008 classes. Weights come from pytorch-fid's file
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import re
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -22,9 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from common.kernels import conv
+from common import torch_files
 from common.errors import UserError
+from common.kernels import conv
 from common.kernels.xla_cpu import jit_xla_kernels
+from common.sharding import pad_shard_unpad
 
 FEATURE_NET = 'pytorch-fid-inception-v3-2015-12-05'  # recorded in saved statistics
 INPUT_SIZE = 299
@@ -270,81 +270,19 @@ def fid_features(variables: dict[str, Any], images, batch_size: int = 50,
   x = check_images(images)
   if batch_size < 1:
     raise UserError(f'batch_size must be at least 1; got {batch_size}')
-  apply = _jitted_apply(return_logits)
+  apply = functools.partial(_jitted_apply(return_logits), variables)
   b = min(batch_size, len(x))
-  pools, logits = [], []
-  for start in range(0, len(x), b):
-    batch = x[start:start + b]
-    valid = len(batch)
-    if valid < b:
-      batch = np.concatenate([batch, np.zeros((b - valid,) + batch.shape[1:], batch.dtype)])
-    out = apply(variables, batch)
-    pool, logit = out if return_logits else (out, None)
-    pools.append(np.asarray(pool)[:valid])
-    if return_logits:
-      logits.append(np.asarray(logit)[:valid])
-  if return_logits:
-    return np.concatenate(pools), np.concatenate(logits)
-  return np.concatenate(pools)
+  outs = [pad_shard_unpad(apply, x[start:start + b], b) for start in range(0, len(x), b)]
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
 
 
 # --- Weights -----------------------------------------------------------------------------------
-
-# torch hub's convention: `name-<first hex digits of the file's sha256>.ext`.
-_HASH_IN_NAME = re.compile(r'-([0-9a-f]{8,64})\.[A-Za-z0-9]+$')
-
-# flax leaf name -> torch state-dict suffix, per collection.
-_TORCH_NAMES = {
-    ('params', 'kernel'): 'weight',
-    ('params', 'scale'): 'weight',
-    ('params', 'bias'): 'bias',
-    ('batch_stats', 'mean'): 'running_mean',
-    ('batch_stats', 'var'): 'running_var',
-}
-
 
 def _expected_torch_shape(flax_shape: Sequence[int]) -> tuple[int, ...]:
   if len(flax_shape) == 4:  # HWIO -> OIHW
     h, w, i, o = flax_shape
     return (o, i, h, w)
   return tuple(reversed(flax_shape))  # [in, out] -> [out, in]; 1-D unchanged
-
-
-def _to_flax(array: np.ndarray) -> np.ndarray:
-  if array.ndim == 4:
-    return array.transpose(2, 3, 1, 0)
-  return array.T if array.ndim == 2 else array
-
-
-def _check_hash(path: str) -> None:
-  match = _HASH_IN_NAME.search(os.path.basename(path))
-  if not match:
-    return
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  if not digest.hexdigest().startswith(match.group(1)):
-    raise UserError(f'{path} has sha256 {digest.hexdigest()[:len(match.group(1))]}..., but its '
-                    f'name says {match.group(1)}; the file is corrupt or renamed, download it '
-                    'again')
-
-
-def _load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
-  try:
-    import torch  # pylint: disable=g-import-not-at-top  (only the converter needs torch)
-  except ImportError:
-    raise UserError('reading .pth weights needs torch; install the CPU build: '
-                    'pip install "advcnn[torch]"') from None
-  try:
-    state = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception as e:  # torch raises many types for a corrupt or non-torch file
-    raise UserError(f'cannot read {path} as torch weights ({type(e).__name__}); check the file '
-                    'or download it again') from None
-  if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-    raise UserError(f'{path} is not a state dict of tensors; save model.state_dict(), not the '
-                    'model')
-  return {k: v.detach().cpu().numpy() for k, v in state.items()}
 
 
 def _names(keys: Sequence[str], limit: int = 5) -> str:
@@ -359,7 +297,7 @@ def _torch_layout() -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
                           jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
   layout = {}
   for flax_path, leaf in traverse_util.flatten_dict(shapes).items():
-    torch_key = '.'.join(flax_path[1:-1] + (_TORCH_NAMES[(flax_path[0], flax_path[-1])],))
+    torch_key = '.'.join(flax_path[1:-1] + (torch_files.LEAF_NAMES[(flax_path[0], flax_path[-1])],))
     layout[torch_key] = (flax_path, _expected_torch_shape(leaf.shape))
   return layout
 
@@ -374,8 +312,8 @@ def convert_pytorch_fid(path: str) -> dict[str, Any]:
   if not os.path.isfile(path):
     raise UserError(f'weights file {path} does not exist; download pytorch-fid\'s '
                     'pt_inception-2015-12-05-6726825d.pth and pass its path')
-  _check_hash(path)
-  state = _load_torch_state_dict(path)
+  torch_files.check_name_hash(path)
+  state = torch_files.read_state_dict(path)
 
   wanted = _torch_layout()
   # num_batches_tracked is training bookkeeping; fc.bias is not used because the Inception
@@ -393,6 +331,6 @@ def convert_pytorch_fid(path: str) -> dict[str, Any]:
     raise UserError(f'{path} is not the FID InceptionV3: {"; ".join(problems)}; use '
                     'pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth')
 
-  converted = {flax_path: jnp.asarray(_to_flax(state[k]).astype(np.float32))
+  converted = {flax_path: jnp.asarray(torch_files.to_flax_layout(state[k]).astype(np.float32))
                for k, (flax_path, _) in wanted.items()}
   return traverse_util.unflatten_dict(converted)

@@ -1,0 +1,103 @@
+"""Reading torch weight files: checksums in torch hub names, and state dicts as numpy arrays.
+
+One reader serves every converter (torchvision ResNets, the FID InceptionV3). `.pth`/`.pt` files
+are read with `torch.load(weights_only=True)`, so a pickle that would run code is refused;
+`.safetensors` files need no torch. torch is imported inside the functions: only converters
+need it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+from typing import Mapping
+
+import numpy as np
+
+from common.errors import UserError, first_line
+
+# flax variable (collection, leaf name) -> torch state-dict suffix, for Conv, Dense and BatchNorm.
+LEAF_NAMES = {
+    ('params', 'kernel'): 'weight',
+    ('params', 'scale'): 'weight',
+    ('params', 'bias'): 'bias',
+    ('batch_stats', 'mean'): 'running_mean',
+    ('batch_stats', 'var'): 'running_var',
+}
+
+# torch hub names files `<name>-<first hex digits of sha256>.pth`.
+_HASH_IN_NAME = re.compile(r'^.+-([0-9a-f]{8,64})\.(pth|pt)$')
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = 'sha256') -> str:
+  """Hex digest of a file (any hashlib algorithm), read in chunks."""
+  digest = hashlib.new(algorithm)
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def check_name_hash(path: str | os.PathLike) -> None:
+  """Refuses a file whose torch hub style name carries a sha256 prefix its bytes do not have."""
+  match = _HASH_IN_NAME.match(os.path.basename(path))
+  if match is None:
+    return
+  prefix = match.group(1)
+  if not file_digest(path).startswith(prefix):
+    raise UserError(f'weights file {path} fails its checksum (its name says sha256 starts with '
+                    f'{prefix}); the file is corrupt or renamed: download it again, or rename it '
+                    'if that suffix is not a checksum')
+
+
+def _read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  try:
+    tensors = load_file(str(path))
+  except Exception as e:  # safetensors raises its own error types
+    raise UserError(f'weights file {path} is corrupt or not a safetensors file '
+                    f'({first_line(e)}); download it again') from None
+  return {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """{tensor name: float32 numpy array} of a `.pth`/`.pt` or `.safetensors` state dict.
+
+  A training checkpoint's nested `state_dict` is unwrapped and DataParallel's `module.` prefix
+  dropped; entries that are not tensors are skipped. Damaged files, pickles holding code and
+  whole pickled models end in a one-line UserError.
+  """
+  if os.fspath(path).endswith('.safetensors'):
+    return _read_safetensors(path)
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError('reading .pth weights needs torch; install the CPU build: '
+                    'pip install "advcnn[torch]"') from None
+  try:
+    state = torch.load(path, map_location='cpu', weights_only=True)
+  except pickle.UnpicklingError as e:
+    if 'Weights only load failed' in str(e):
+      raise UserError(f'weights file {path} contains code and was refused; use a file that '
+                      'holds only tensors (a state_dict)') from None
+    raise UserError(f'weights file {path} is corrupt ({first_line(e)}); download it '
+                    'again') from None
+  except Exception as e:  # damaged files surface as many exception types
+    raise UserError(f'weights file {path} is corrupt or not a torch file ({type(e).__name__}: '
+                    f'{first_line(e)}); download it again') from None
+  # Training checkpoints wrap the state dict; DataParallel prefixes 'module.'.
+  if isinstance(state, Mapping) and isinstance(state.get('state_dict'), Mapping):
+    state = state['state_dict']
+  if not isinstance(state, Mapping):
+    raise UserError(f'weights file {path} holds a {type(state).__name__}, not a state_dict; '
+                    'save model.state_dict(), not the model')
+  return {k.removeprefix('module.'): v.detach().to(torch.float32).numpy()
+          for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def to_flax_layout(x: np.ndarray) -> np.ndarray:
+  """A torch tensor in flax's layout: conv OIHW -> HWIO, Linear [out, in] -> [in, out]."""
+  if x.ndim == 4:
+    return x.transpose(2, 3, 1, 0)
+  return x.T if x.ndim == 2 else x
