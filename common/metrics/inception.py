@@ -254,8 +254,7 @@ def check_images(images) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _jitted_apply(with_logits: bool):
   # On CPU, XLA's own conv and dot kernels beat the library it would hand them to
-  # (common.xla_cpu): 4.1 -> 5.4 images/s on 2 cores, whole batches. (With the library, one image
-  # at a time inside the batch was faster; without it, whole batches are.)
+  # (common.kernels.xla_cpu; figures in docs/performance.md).
   return jit_xla_kernels(create_fid_inception(with_logits).apply)
 
 
