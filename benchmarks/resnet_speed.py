@@ -95,7 +95,7 @@ def _hparams(lr: float, steps: int):
   import numpy as np
   return {'step0': np.int32(0), 'start': np.int32(0), 'steps': np.float32(steps),
           'lr': np.float32(lr), 'warmup': np.float32(0), 'cosine': np.bool_(False),
-          'key': jax.random.key(0)}
+          'linear': np.bool_(False), 'key': jax.random.key(0)}
 
 
 def _jax_state(fns, variables):

@@ -31,6 +31,18 @@ class TrainingDiverged(UserError):
   """A loss became NaN or inf; the last good checkpoint is kept."""
 
 
+def check_cadence(train: ml_collections.ConfigDict) -> None:
+  """The `train` cadence keys both trainers share: log_every >= 1; eval_every and
+  checkpoint_every >= 0 (0: at the end only); keep_checkpoints >= 1."""
+  if not train.log_every >= 1:
+    raise UserError(f'train.log_every must be at least 1, got {train.log_every}')
+  for key in ('eval_every', 'checkpoint_every'):
+    if not train[key] >= 0:
+      raise UserError(f'train.{key} must be >= 0 (0: at the end only), got {train[key]}')
+  if not train.keep_checkpoints >= 1:
+    raise UserError(f'train.keep_checkpoints must be at least 1, got {train.keep_checkpoints}')
+
+
 def is_due(step: int, every: int, end: int | None = None) -> bool:
   """Whether `step` is a multiple of `every` (0: never) or the end of the span."""
   return (every > 0 and step % every == 0) or step == end

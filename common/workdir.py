@@ -12,6 +12,10 @@ import ml_collections
 from common.config import REPO_ROOT, config_to_dict, diff_configs
 from common.errors import UserError
 
+# Version of the config keys' layout; 2: one vocabulary for both trainers (optim.*, and the
+# cadence keys train.log_every/eval_every/checkpoint_every/keep_checkpoints).
+CONFIG_FORMAT = 2
+
 _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'grain', 'numpy',
              'tensorflow-datasets', 'ml-collections', 'advcnn')
 
@@ -41,6 +45,14 @@ def git_commit() -> str | None:
   return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def check_config_format(record: dict, path: str) -> None:
+  """A config.json written with another layout of config keys cannot be resumed or compared."""
+  if record.get('config_format') != CONFIG_FORMAT:
+    raise UserError(f'{path} was written with an older config format (GAN optimiser keys are now '
+                    'optim.*, cadence keys train.*); start a new --workdir, or finish this run '
+                    'with the advcnn version that made it')
+
+
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   """Create `workdir` with config.json, or check an existing one matches; True if it existed.
 
@@ -60,15 +72,18 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   if os.path.exists(path):
     try:
       with open(path) as f:
-        old = json.load(f)['config']
-    except (OSError, ValueError, KeyError):
+        record = json.load(f)
+      old = record['config']
+    except (OSError, ValueError, KeyError, TypeError):
       raise UserError(f'{path} is unreadable; use a new --workdir') from None
+    check_config_format(record, path)
     changed = diff_configs(old, resolved)
     if changed:
       raise UserError(f'workdir {workdir!r} was made by a different config (differs in: '
                       f'{", ".join(changed[:8])}); use a new --workdir or the original config')
     return True
   record = {
+      'config_format': CONFIG_FORMAT,
       'config': resolved,
       'versions': package_versions(),
       'git_commit': git_commit(),

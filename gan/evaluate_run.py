@@ -14,6 +14,7 @@ from common import rng as rng_lib
 from common import sharding
 from common.checkpoint import Checkpointer
 from common.errors import UserError
+from common.workdir import check_config_format
 from common.writers import MetricWriter
 from gan import images
 from gan.configs.base import base_config
@@ -30,9 +31,11 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     raise UserError(f'{workdir} has no config.json; pass the --workdir of a launch.gan run')
   try:
     with open(path) as f:
-      saved = json.load(f)['config']
-  except (OSError, ValueError, KeyError):
+      record = json.load(f)
+    saved = record['config']
+  except (OSError, ValueError, KeyError, TypeError):
     raise UserError(f'{path} is unreadable; pass the --workdir of a launch.gan run') from None
+  check_config_format(record, path)
 
   def tuples(v):  # JSON turned the config's tuples into lists
     return {k: tuples(x) for k, x in v.items()} if isinstance(v, dict) else (
@@ -80,7 +83,7 @@ def evaluate_workdir(workdir: str, metrics: str | list[str] | None = None,
   steps = GanSteps(generator, discriminator, config, real_fn=None, mesh=mesh)
   key = rng_lib.root_key(config.seed)
   abstract = abstract_state(steps, config, rng_lib.stream(key, 'init'), tuple(shape), mesh)
-  ckpt = Checkpointer(workdir, keep=config.keep_checkpoints)
+  ckpt = Checkpointer(workdir, keep=config.train.keep_checkpoints)
   try:
     state, _, step = ckpt.restore(abstract)
   finally:

@@ -50,7 +50,7 @@ class Evaluator:
 
   def due(self, step: int, total: int) -> bool:
     """Whether `step` (a chunk boundary) has pictures or metrics to produce."""
-    return is_due(step, self.config.eval_every, total) or self._metrics_due(step, total)
+    return is_due(step, self.config.train.eval_every, total) or self._metrics_due(step, total)
 
   def _metrics_due(self, step: int, total: int) -> bool:
     return bool(self.metrics) and is_due(step, self.config.eval.fid_every, total)
@@ -58,7 +58,7 @@ class Evaluator:
   def __call__(self, state, step: int, history: list[dict], total: int) -> dict[str, float]:
     if self.gdata.source2d is not None:
       return self._points(state, step, history)
-    if is_due(step, self.config.eval_every, total):
+    if is_due(step, self.config.train.eval_every, total):
       self._images(state, step)
     return self._sample_metrics(state) if self._metrics_due(step, total) else {}
 

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from common import optim as optim_lib
 from common import rng as rng_lib
 from common.distributed import to_host
 from common.kernels.xla_cpu import jit_for
@@ -58,18 +59,13 @@ def class_loss(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
 
 
-def make_optimizer(lr: float, cfg: ml_collections.ConfigDict,
+def make_optimizer(lr: float, optim: ml_collections.ConfigDict,
                    num_updates: int) -> optax.GradientTransformation:
-  """Adam or SGD at `lr`, optionally decayed to 0 over the run's `num_updates` (`cfg.lr_decay`)."""
-  if cfg.lr_decay == 'linear':
-    lr = optax.linear_schedule(lr, 0.0, num_updates)
-  elif cfg.lr_decay == 'cosine':
-    lr = optax.cosine_decay_schedule(lr, num_updates)
-  if cfg.optimizer == 'adam':
-    return optax.adam(lr, b1=cfg.b1, b2=cfg.b2)
-  if cfg.optimizer == 'sgd':
-    return optax.sgd(lr)
-  raise ValueError(cfg.optimizer)  # validated in gan.train
+  """`optim.name` at `lr` along `optim.schedule` over the run's `num_updates` (common.optim)."""
+  tx = optim_lib.direction(optim.name, b1=optim.b1, b2=optim.b2, momentum=optim.momentum,
+                           weight_decay=optim.weight_decay)
+  lr = optim_lib.schedule(lr, optim.schedule, num_updates, optim.warmup_steps)
+  return optax.chain(tx, optax.scale_by_learning_rate(lr))
 
 
 class GanSteps:
@@ -87,9 +83,9 @@ class GanSteps:
     self.cfg = config
     self.loss = losses_lib.get_loss(config.loss.name)
     self.real_fn = real_fn
-    t = config.train
-    self.g_tx = make_optimizer(t.g_lr, t, t.steps * t.n_g)
-    self.d_tx = make_optimizer(t.d_lr, t, t.steps * t.n_d)
+    t, o = config.train, config.optim
+    self.g_tx = make_optimizer(o.g_lr, o, t.steps * t.n_g)
+    self.d_tx = make_optimizer(o.d_lr, o, t.steps * t.n_d)
     self.batch = config.data.batch_size
     self.num_classes = int(config.model.get('num_classes', 0))
     self.aux_weight = float(config.loss.get('aux_weight', 1.0))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from common import optim as optim_lib
 from common import rng as rng_lib
 from common import sharding
 from common.errors import UserError, unknown_name
-from common.loop import Run, TrainingDiverged, steps_to_boundary
+from common.loop import Run, TrainingDiverged, check_cadence, steps_to_boundary
 from common.writers import read_metrics
 from gan import conditional, evaluation, losses, models
 from gan.data import build_data
@@ -26,10 +27,12 @@ __all__ = ['TrainingDiverged', 'train_and_evaluate', 'validate']
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Reject bad values before any work is done (each a one-line UserError)."""
-  t = config.train
+  t, o = config.train, config.optim
   for key in ('g_lr', 'd_lr'):
-    if not t[key] > 0:
-      raise UserError(f'train.{key} must be positive, got {t[key]}')
+    if not o[key] > 0:
+      raise UserError(f'optim.{key} must be positive, got {o[key]}')
+  optim_lib.check(o)
+  check_cadence(t)
   if config.data.batch_size <= 0:
     raise UserError(f'data.batch_size must be positive, got {config.data.batch_size}')
   for key in ('steps', 'n_d', 'n_g', 'rounds_per_call'):
@@ -37,10 +40,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise UserError(f'train.{key} must be at least 1, got {t[key]}')
   if not 0 <= t.ema_decay < 1:
     raise UserError(f'train.ema_decay must be in [0, 1), got {t.ema_decay}')
-  if t.optimizer not in ('adam', 'sgd'):
-    raise unknown_name('optimizer', t.optimizer, ['adam', 'sgd'])
-  if t.lr_decay not in ('constant', 'linear', 'cosine'):
-    raise unknown_name('train.lr_decay', t.lr_decay, ['constant', 'linear', 'cosine'])
   losses.get_loss(config.loss.name)
   if config.loss.gp_weight < 0 or config.loss.r1_gamma < 0:
     raise UserError('loss.gp_weight and loss.r1_gamma must be >= 0')
@@ -49,9 +48,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.model.name not in models.MODELS:
     raise unknown_name('model', config.model.name, models.MODELS)
   compute_dtype(config.model.dtype)
-  for key in ('eval_every', 'checkpoint_every', 'log_every'):
-    if config[key] < 1:
-      raise UserError(f'{key} must be at least 1, got {config[key]}')
   if config.model.num_classes < 0:
     raise UserError('model.num_classes must be >= 0 (0: unconditional), got '
                     f'{config.model.num_classes}')
@@ -77,7 +73,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = sharding.data_mesh()
   sharding.check_batch(config.data.batch_size, mesh)
   t, total = config.train, config.train.steps
-  run = Run(workdir, config, total, keep=config.keep_checkpoints, desc='gan', unit='round')
+  run = Run(workdir, config, total, keep=t.keep_checkpoints, desc='gan', unit='round')
   steps = GanSteps(generator, discriminator, config, gdata.real_fn, mesh)
   key = rng_lib.root_key(config.seed)
   state = init_state(steps, config, rng_lib.stream(key, 'init'), gdata.shape, mesh)
@@ -89,7 +85,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   run.start()
   history = [m for m in read_metrics(workdir) if 'loss_d' in m] if run.step else []
   evaluator = Evaluator(config, steps, gdata, workdir, rng_lib.stream(key, 'eval'))
-  everys = (config.log_every, config.eval_every, config.checkpoint_every,
+  everys = (t.log_every, t.eval_every, t.checkpoint_every,
             config.eval.fid_every if evaluator.metrics else 0)
   last_eval = {}
   while run.step < total:
@@ -102,14 +98,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                      'lower the learning rates or add a gradient penalty')
     row = chunk_means(chunk)
     run.advance(k, row)
-    if run.is_due(config.log_every):
+    if run.is_due(t.log_every):
       run.write(row)
       history.append({'step': run.step, **row})
     if evaluator.due(run.step, total):
       last_eval = evaluator(state, run.step, history, total)
       if last_eval:
         run.write(last_eval)
-    if run.is_due(config.checkpoint_every):
+    if run.is_due(t.checkpoint_every):
       run.save(state, {'data': gdata.iterator.get_state()} if gdata.iterator is not None else {})
   evaluator.finish(history)
   rate = run.throughput.rate()

@@ -29,13 +29,13 @@ import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
+from common import optim as optim_lib
 from common.errors import UserError, unknown_name
 
 Rules = Sequence[tuple[str, str]]
 
 FROZEN = 'frozen'
 MODES = ('scratch', 'feature_extraction', 'fine_tune', 'partial', 'two_phase')
-OPTIMIZERS = ('adamw', 'sgd')
 STAGES = ('stage1', 'stage2', 'stage3', 'stage4')
 # Distance from the head, for layer-wise learning-rate decay.
 _DISTANCE = {'head': 0, 'stage4': 1, 'stage3': 2, 'stage2': 3, 'stage1': 4, 'stem': 5}
@@ -114,18 +114,8 @@ def _group_tx(optimizer: str, mult: float, weight_decay: float, momentum: float,
               b1: float, b2: float) -> optax.GradientTransformation:
   # Updates come out scaled by -mult; the step multiplies them by its learning rate,
   # so one compiled step serves every learning rate and schedule.
-  parts = []
-  if optimizer == 'adamw':
-    parts.append(optax.scale_by_adam(b1=b1, b2=b2))
-    if weight_decay:
-      parts.append(optax.add_decayed_weights(weight_decay))  # decoupled, as in AdamW
-  else:
-    if weight_decay:
-      parts.append(optax.add_decayed_weights(weight_decay))  # L2 into the gradient, as torch SGD
-    if momentum:
-      parts.append(optax.trace(decay=momentum))
-  parts.append(optax.scale(-mult))
-  return optax.chain(*parts)
+  return optax.chain(optim_lib.direction(optimizer, b1=b1, b2=b2, momentum=momentum,
+                                         weight_decay=weight_decay), optax.scale(-mult))
 
 
 def group_labels(params: Mapping[str, Any], rules: Rules, multipliers: Mapping[str, float], *,
@@ -157,8 +147,6 @@ def optimizer_for_labels(labels: Any, *, optimizer: str = 'adamw', weight_decay:
   """optax.multi_transform over `group_labels`: set_to_zero for 'frozen', else the optimiser
   scaled by the group's multiplier (updates are `-mult * direction`: multiply by the learning
   rate and add with `apply_updates`)."""
-  if optimizer not in OPTIMIZERS:
-    raise unknown_name('optimizer', optimizer, OPTIMIZERS)
   transforms = {}
   for label in set(jax.tree.leaves(labels)):
     if label == FROZEN:

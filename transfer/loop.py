@@ -23,16 +23,16 @@ from jax.sharding import Mesh
 
 from common import data as common_data
 from common import distributed
+from common import optim as optim_lib
 from common import rng as rng_lib
 from common import sharding
 from common.errors import UserError, unknown_name
-from common.loop import Run, is_due, steps_to_boundary
+from common.loop import Run, check_cadence, is_due, steps_to_boundary
 from transfer import data as data_lib
 from transfer import evaluate, features, freeze, resnet
 from transfer import steps as steps_lib
 from transfer import weights as weights_lib
 
-SCHEDULES = ('cosine', 'constant')
 RULE_LABELS = ('trainable', 'head', 'backbone', 'stem', *freeze.STAGES)
 
 
@@ -41,21 +41,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.mode not in freeze.MODES:
     raise unknown_name('mode', config.mode, freeze.MODES)
   o, t, f, m = config.optim, config.train, config.freeze, config.model
-  if o.name not in freeze.OPTIMIZERS:
-    raise unknown_name('optimizer', o.name, freeze.OPTIMIZERS)
-  if o.schedule not in SCHEDULES:
-    raise unknown_name('schedule', o.schedule, SCHEDULES)
+  optim_lib.check(o)
+  check_cadence(t)
   for key in ('lr', 'head_lr'):
     if not o[key] > 0:
       raise UserError(f'optim.{key} must be positive, got {o[key]}')
-  if o.weight_decay < 0 or o.warmup_steps < 0:
-    raise UserError('optim.weight_decay and optim.warmup_steps must be >= 0')
-  for key in ('epochs', 'head_epochs', 'log_every'):
-    if t[key] < 1:
+  for key in ('epochs', 'head_epochs'):
+    if not t[key] >= 1:
       raise UserError(f'train.{key} must be at least 1, got {t[key]}')
-  if t.eval_every < 0 or t.checkpoint_every < 0 or not t.two_phase_lr_scale > 0:
-    raise UserError('train.eval_every and train.checkpoint_every must be >= 0 (0: at the end '
-                    'only), train.two_phase_lr_scale > 0')
+  if not t.two_phase_lr_scale > 0:
+    raise UserError(f'train.two_phase_lr_scale must be positive, got {t.two_phase_lr_scale}')
   if config.data.batch_size < 1 or config.data.eval_batch_size < 1:
     raise UserError('data.batch_size and data.eval_batch_size must be at least 1')
   if f.backbone_lr_mult < 0 or not 0 < f.layer_decay <= 1:

@@ -137,7 +137,8 @@ def _lr(hp: dict, t: jax.Array) -> jax.Array:
   s = (t - hp['start']).astype(jnp.float32)
   warm = jnp.minimum(1.0, (s + 1.0) / jnp.maximum(hp['warmup'], 1.0))
   cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * s / hp['steps']))
-  return hp['lr'] * warm * jnp.where(hp['cosine'], cosine, 1.0)
+  linear = 1.0 - s / hp['steps']
+  return hp['lr'] * warm * jnp.where(hp['cosine'], cosine, jnp.where(hp['linear'], linear, 1.0))
 
 
 @functools.lru_cache(maxsize=16)
@@ -207,5 +208,6 @@ def hparams(phase: Phase, config, step0: int, key: jax.Array, mesh: Mesh) -> dic
   hp = {'step0': np.int32(step0), 'start': np.int32(phase.start),
         'steps': np.float32(max(phase.end - phase.start, 1)), 'lr': np.float32(phase.lr),
         'warmup': np.float32(config.optim.warmup_steps),
-        'cosine': np.bool_(config.optim.schedule == 'cosine'), 'key': key}
+        'cosine': np.bool_(config.optim.schedule == 'cosine'),
+        'linear': np.bool_(config.optim.schedule == 'linear'), 'key': key}
   return sharding.replicate(hp, mesh)

@@ -1,45 +1,87 @@
-"""Defaults shared by the GAN configs; each config file overrides what it needs."""
+"""Defaults shared by the GAN configs; each config file overrides what it needs.
+
+`HELP` gives every key's meaning (shown by `python -m launch.gan --help`); the `optim` and
+`train` cadence keys are the same words the transfer configs use.
+"""
 import ml_collections
+
+HELP = {
+    'seed': 'root of every random stream (init, noise, data order, evaluation)',
+    'data.name': '2D: line | gaussians | ring | disjoint | ring8 | grid25 | points; '
+                 'images: digits | mnist | fashion_mnist | cifar10 (TFDS, prepared once)',
+    'data.path': 'points file (.csv, .npy or whitespace .txt; x y per row) for data.name=points',
+    'data.data_dir': 'TFDS data directory (default: TFDS\'s own, ~/tensorflow_datasets)',
+    'data.batch_size': 'global batch of real and of generated samples (divisible by devices)',
+    'model.name': 'mlp (2D) | dcgan (images)',
+    'model.hidden': 'mlp: neurons per hidden layer',
+    'model.depth': 'mlp: hidden layers of G and D (0-5)',
+    'model.activation': 'mlp: relu | leaky_relu | tanh | sigmoid | elu | gelu | linear',
+    'model.spectral_norm': 'spectral normalisation of D\'s layers',
+    'model.features': 'dcgan: channels of the widest layer',
+    'model.upsample': 'dcgan G: col2im (fast) | subpixel | transpose (lax.conv_transpose, '
+                      'the reference)',
+    'model.noise_dim': 'noise dimensions (1 or 2 for GAN Lab\'s toys)',
+    'model.noise': 'noise distribution: uniform on [-1, 1] | gaussian',
+    'model.dtype': 'computation dtype: float32 | bfloat16 | auto (bfloat16 on GPU/TPU); '
+                   'parameters and optimiser states stay float32',
+    'model.num_classes': '> 0: class-conditional GAN on a labelled image dataset',
+    'model.conditioning': 'conditional D: projection | acgan (auxiliary classifier)',
+    'model.embed_dim': 'conditional G: size of the label embedding',
+    'loss.name': 'minimax | ns (non-saturating) | lsgan | hinge | wgan',
+    'loss.gp_weight': 'WGAN-GP gradient penalty weight (0: off)',
+    'loss.r1_gamma': 'R1 penalty on D\'s gradient at real data (0: off)',
+    'loss.r1_every': 'lazy R1: apply it every k-th round, weighted k times',
+    'loss.aux_weight': 'ACGAN: class cross-entropy weight in both losses',
+    'optim.name': 'adam | adamw | sgd (the same optimiser for G and D)',
+    'optim.g_lr': 'generator learning rate',
+    'optim.d_lr': 'discriminator learning rate',
+    'optim.b1': 'adam/adamw first-moment decay',
+    'optim.b2': 'adam/adamw second-moment decay',
+    'optim.momentum': 'sgd momentum (0: none)',
+    'optim.weight_decay': 'weight decay (adam, sgd: L2 in the gradient; adamw: decoupled)',
+    'optim.schedule': 'learning-rate schedule over the run: constant | linear | cosine (to 0)',
+    'optim.warmup_steps': 'linear warm-up from 0 over this many updates',
+    'train.steps': 'rounds to train; one round = n_d D steps then n_g G steps',
+    'train.n_d': 'discriminator steps per round',
+    'train.n_g': 'generator steps per round',
+    'train.ema_decay': 'EMA of G\'s weights, used for samples and metrics (0: off)',
+    'train.rounds_per_call': 'rounds fused into one jitted call (lax.scan)',
+    'train.log_every': 'rounds between metrics.jsonl rows',
+    'train.eval_every': 'rounds between pictures and 2D metrics (0: at the end only)',
+    'train.checkpoint_every': 'rounds between checkpoints (0: at the end only)',
+    'train.keep_checkpoints': 'checkpoints kept (the newest)',
+    'eval.num_samples': 'samples for each evaluation',
+    'eval.plots': '2D: GAN Lab pictures at each evaluation',
+    'eval.grid_size': 'images: samples in the grid PNG',
+    'eval.metrics': 'images: any of fid, kid, is, pr, cas (e.g. fid,pr)',
+    'eval.fid_every': 'rounds between eval.metrics evaluations (and at the end)',
+    'eval.inception_weights': 'pytorch-fid\'s InceptionV3 .pth, for metrics on TFDS images',
+    'eval.reference_stats': 'statistics .npz to compare against instead of the cached ones',
+    'sharding.params': 'replicated | fsdp (parameters and optimiser states split over devices)',
+    'sharding.min_size': 'fsdp: arrays smaller than this stay replicated',
+}
 
 
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.data = dict(name='ring8', path='', data_dir='', batch_size=256)
-  # name: mlp | dcgan. noise: uniform | gaussian. upsample (dcgan): col2im | subpixel | transpose.
-  # col2im is the fast one; transpose (lax.conv_transpose, what nn.ConvTranspose runs) is kept as
-  # the reference and is much slower on CPU inside the training scan (docs/performance.md).
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
                  features=64, upsample='col2im', noise_dim=2, noise='gaussian', dtype='float32',
                  num_classes=0, conditioning='projection', embed_dim=32)
-  # num_classes > 0 trains a class-conditional GAN (dcgan on a labelled image dataset):
-  # conditioning: projection | acgan (gan/conditional.py); embed_dim: G's label embedding size.
-  # dtype is the computation dtype (float32 | bfloat16 | auto = bfloat16 on GPU/TPU, float32 on
-  # CPU); parameters and optimiser states stay float32 either way.
-  # name: minimax | ns | lsgan | hinge | wgan; gp_weight (WGAN-GP) and r1_gamma (R1) add penalties.
-  # aux_weight: ACGAN's class cross-entropy weight in both D and G losses.
-  # r1_every > 1 is lazy R1 (Karras et al. 2020): the penalty only every r1_every-th round,
-  # weighted r1_every times, which keeps its effect and saves most of its double backprop.
+  # r1_every > 1 is lazy R1 (Karras et al. 2020): it keeps the penalty's effect and saves most
+  # of its double backprop.
   c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0, r1_every=1, aux_weight=1.0)
-  # One round = n_d discriminator steps then n_g generator steps; `steps` counts rounds.
-  # lr_decay: constant | linear | cosine (to 0 over the run, for both players).
-  c.train = dict(steps=2000, n_d=1, n_g=1, optimizer='adam', g_lr=1e-3, d_lr=1e-3, b1=0.5,
-                 b2=0.999, lr_decay='constant', ema_decay=0.999, rounds_per_call=100)
-  # metrics (image GANs, gan/evaluation.py): any of fid, kid, is, pr, cas, computed every
-  # fid_every rounds and at the end from num_samples EMA samples; `--config.eval.metrics=fid,pr`.
-  # Digits use the digits CNN; TFDS datasets the FID InceptionV3 from inception_weights
-  # (pytorch-fid's .pth). reference_stats: a statistics .npz to use instead of the cached ones.
+  c.optim = dict(name='adam', g_lr=1e-3, d_lr=1e-3, b1=0.5, b2=0.999, momentum=0.0,
+                 weight_decay=0.0, schedule='constant', warmup_steps=0)
+  c.train = dict(steps=2000, n_d=1, n_g=1, ema_decay=0.999, rounds_per_call=100, log_every=100,
+                 eval_every=500, checkpoint_every=1000, keep_checkpoints=3)
+  # Digits use the digits CNN for metrics; TFDS datasets the FID InceptionV3.
   c.eval = dict(num_samples=2500, plots=True, grid_size=64, metrics=(), fid_every=1000,
                 inception_weights='', reference_stats='')
-  # How the train state (parameters, optimiser states, EMA) lies on the devices' `data` axis:
-  # params: replicated (a full copy per device) | fsdp (each array of at least min_size elements
-  # split along its largest dimension divisible by the device count; for models too large to
-  # replicate). Batches are sharded along `data` either way; results match to float rounding.
+  # Batches are sharded along the devices' `data` axis either way; results match to float
+  # rounding.
   c.sharding = dict(params='replicated', min_size=2**14)
-  c.log_every = 100
-  c.eval_every = 500
-  c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
   return c
 
 

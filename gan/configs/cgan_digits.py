@@ -18,15 +18,16 @@ def get_config(arg=None):
   c.model.update(name='dcgan', features=64, noise_dim=64, noise='gaussian', num_classes=10,
                  conditioning=conditioning, embed_dim=32)
   c.loss.name = 'ns'
-  c.train.update(steps=5000, g_lr=2e-4, d_lr=2e-4, b1=0.5, ema_decay=0.999, rounds_per_call=50)
+  c.optim.update(g_lr=2e-4, d_lr=2e-4, b1=0.5)
+  c.train.update(steps=5000, ema_decay=0.999, rounds_per_call=50)
   c.eval.update(grid_size=100, num_samples=2500, metrics=('fid', 'kid', 'pr', 'cas'),
                 fid_every=1000)
-  c.log_every = 100
-  c.eval_every = 1000
-  c.checkpoint_every = 1000
+  c.train.log_every = 100
+  c.train.eval_every = 1000
+  c.train.checkpoint_every = 1000
   if quick:
     c.model.update(features=16, embed_dim=8)
     c.train.update(steps=40, rounds_per_call=10)
-    c.log_every = c.eval_every = c.checkpoint_every = 20
+    c.train.log_every = c.train.eval_every = c.train.checkpoint_every = 20
     c.eval.update(grid_size=30, num_samples=200, fid_every=20)
   return c

@@ -13,15 +13,16 @@ def get_config(arg=None):
   c.data.batch_size = 64
   c.model.update(name='dcgan', features=64, noise_dim=64, noise='gaussian')
   c.loss.name = 'ns'
-  c.train.update(steps=5000, g_lr=2e-4, d_lr=2e-4, b1=0.5, ema_decay=0.999, rounds_per_call=50)
+  c.optim.update(g_lr=2e-4, d_lr=2e-4, b1=0.5)
+  c.train.update(steps=5000, ema_decay=0.999, rounds_per_call=50)
   c.eval.grid_size = 100
-  c.log_every = 100
-  c.eval_every = 1000
-  c.checkpoint_every = 1000
+  c.train.log_every = 100
+  c.train.eval_every = 1000
+  c.train.checkpoint_every = 1000
   if quick:
     c.model.features = 16
     c.train.update(steps=40, rounds_per_call=10)
-    c.log_every = c.eval_every = 20
-    c.checkpoint_every = 20
+    c.train.log_every = c.train.eval_every = 20
+    c.train.checkpoint_every = 20
     c.eval.grid_size = 16
   return c

@@ -24,7 +24,7 @@ def get_config(arg=None):
     c.loss.r1_every = 4
     # A 3x higher learning rate, decayed to 0 (cosine), makes the modes sharper in the same
     # rounds: high_quality 0.970 vs 0.958 at a constant 1e-3 (seeds 0-9).
-    c.train.update(g_lr=3e-3, d_lr=3e-3, lr_decay='cosine')
+    c.optim.update(g_lr=3e-3, d_lr=3e-3, schedule='cosine')
   elif name == 'grid25':
     # 25 modes need more: R1 keeps every mode covered (without it 11-13 of 25 survive) and a
     # deeper MLP makes the modes sharp. At 3e-3 with cosine decay, the base Adam b1=0.5
@@ -38,17 +38,17 @@ def get_config(arg=None):
     c.model.depth = 4
     c.loss.r1_gamma = 0.1
     c.loss.r1_every = 16
-    c.train.update(g_lr=3e-3, d_lr=3e-3, lr_decay='cosine', b1=0.0, b2=0.99)
+    c.optim.update(g_lr=3e-3, d_lr=3e-3, schedule='cosine', b1=0.0, b2=0.99)
   else:  # GAN Lab's [0,1]² toys
     c.train.steps = 4000
   # 6 evaluations (the last at the end), on multiples of log_every, none just before the end.
-  c.eval_every = -(-c.train.steps // 6 // c.log_every) * c.log_every
-  c.checkpoint_every = c.train.steps // 2
+  c.train.eval_every = -(-c.train.steps // 6 // c.train.log_every) * c.train.log_every
+  c.train.checkpoint_every = c.train.steps // 2
   if quick:
     c.train.steps = 200
     c.train.rounds_per_call = 50
-    c.log_every = 50
-    c.eval_every = 100
-    c.checkpoint_every = 100
+    c.train.log_every = 50
+    c.train.eval_every = 100
+    c.train.checkpoint_every = 100
     c.eval.num_samples = 500
   return c

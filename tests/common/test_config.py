@@ -20,13 +20,13 @@ TOY = 'gan/configs/toy2d.py'
 
 
 def test_overrides_are_typed_and_arg_selects_a_variant():
-  c = load_config(TOY + ':grid25', ['train.d_lr=0.0005', 'data.batch_size=32'])
-  assert c.data.name == 'grid25' and c.train.d_lr == 0.0005 and c.data.batch_size == 32
+  c = load_config(TOY + ':grid25', ['optim.d_lr=0.0005', 'data.batch_size=32'])
+  assert c.data.name == 'grid25' and c.optim.d_lr == 0.0005 and c.data.batch_size == 32
 
 
 @pytest.mark.parametrize('overrides,match', [
     (['train.dlr=1'], 'unknown config key'),
-    (['train.d_lr=fast'], 'could not convert'),
+    (['optim.d_lr=fast'], 'could not convert'),
     (['nosuchsection.x=1'], 'unknown config key|Unknown command line flag'),
 ])
 def test_bad_overrides_are_one_line_user_errors(overrides, match):
@@ -54,9 +54,21 @@ def test_workdir_refuses_a_different_config(tmp_path):
   assert record['config']['data']['name'] == 'ring8' and 'jax' in record['versions']
   assert record['devices']['count'] >= 1
   assert prepare_workdir(wd, load_config(TOY)) is True
-  with pytest.raises(UserError, match='different config.*train.g_lr'):
-    prepare_workdir(wd, load_config(TOY, ['train.g_lr=0.5']))
+  with pytest.raises(UserError, match='different config.*optim.g_lr'):
+    prepare_workdir(wd, load_config(TOY, ['optim.g_lr=0.5']))
   assert json.load(open(os.path.join(wd, 'config.json'))) == record  # nothing overwritten
+
+
+def test_workdir_of_the_old_config_format_is_refused_in_one_line(tmp_path):
+  # A workdir written before the optimiser and cadence keys were unified.
+  wd = tmp_path / 'old'
+  wd.mkdir()
+  old = {'config': {'seed': 0, 'log_every': 100, 'train': {'g_lr': 0.001}}, 'versions': {}}
+  (wd / 'config.json').write_text(json.dumps(old))
+  with pytest.raises(UserError, match='older config format.*start a new --workdir') as e:
+    prepare_workdir(str(wd), load_config(TOY))
+  assert '\n' not in str(e.value)
+  assert json.loads((wd / 'config.json').read_text()) == old
 
 
 def test_workdir_not_writable(tmp_path):

@@ -58,29 +58,29 @@ def test_summarise_mean_std_over_seeds():
 @pytest.mark.slow
 def test_sweep_runs_skips_on_rerun_and_lists_failures(tmp_path, capsys):
   wd = str(tmp_path / 'sweep')
-  # train.g_lr=-1 fails validation in its own process; the other points still run.
-  spec = 'train.g_lr=0.001,-1 seed=0:2'
+  # optim.g_lr=-1 fails validation in its own process; the other points still run.
+  spec = 'optim.g_lr=0.001,-1 seed=0:2'
   argv = ['launch.sweep', f'--config={TOY}', f'--workdir={wd}', f'--sweep={spec}', '--parallel=2',
           '--metrics=modes,high_quality']
   launch.sweep.main(argv)
   out = capsys.readouterr().out
   assert '4 points: 2 ran, 0 skipped (finished before), 2 failed' in out
-  assert 'train.g_lr must be positive' in out
+  assert 'optim.g_lr must be positive' in out
   table = open(os.path.join(wd, 'results.md')).read()
-  assert '| train.g_lr | seeds | modes | high_quality |' in table and '## Failed points' in table
+  assert '| optim.g_lr | seeds | modes | high_quality |' in table and '## Failed points' in table
   rows = list(csv.DictReader(open(os.path.join(wd, 'results.csv'))))
-  ok = [r for r in rows if r['train.g_lr'] == '0.001'][0]
-  summaries = [json.load(open(os.path.join(wd, 'points', f'train.g_lr-0.001__seed-{s}', 'summary.json')))
+  ok = [r for r in rows if r['optim.g_lr'] == '0.001'][0]
+  summaries = [json.load(open(os.path.join(wd, 'points', f'optim.g_lr-0.001__seed-{s}', 'summary.json')))
                for s in (0, 1)]
   assert float(ok['modes_mean']) == pytest.approx(sum(s['modes'] for s in summaries) / 2)
   assert ok['seeds'] == '2' and ok['failed'] == '0'
   assert os.path.exists(os.path.join(wd, 'results_modes.png'))
-  mtimes = {s: os.path.getmtime(os.path.join(wd, 'points', f'train.g_lr-0.001__seed-{s}', 'summary.json'))
+  mtimes = {s: os.path.getmtime(os.path.join(wd, 'points', f'optim.g_lr-0.001__seed-{s}', 'summary.json'))
             for s in (0, 1)}
   launch.sweep.main(argv)
   assert '4 points: 0 ran, 2 skipped' in capsys.readouterr().out
   for s, t in mtimes.items():
-    assert os.path.getmtime(os.path.join(wd, 'points', f'train.g_lr-0.001__seed-{s}', 'summary.json')) == t
+    assert os.path.getmtime(os.path.join(wd, 'points', f'optim.g_lr-0.001__seed-{s}', 'summary.json')) == t
   with pytest.raises(UserError, match='different sweep'):
     sweep.run_sweep(TOY, wd, 'seed=0:3')
 

@@ -150,7 +150,7 @@ def _d_update(r1_gamma, r1_every, step):
   config = get_config('ring8,quick')
   config.model.hidden, config.data.batch_size = 16, 32
   config.loss.r1_gamma, config.loss.r1_every = r1_gamma, r1_every
-  config.train.optimizer = 'sgd'  # updates proportional to the gradients
+  config.optim.name = 'sgd'  # updates proportional to the gradients
   gdata = build_data(config)
   steps = GanSteps(*build_models(config, gdata.shape), config, gdata.real_fn)
   state = steps.init(jax.random.key(0), gdata.shape)
@@ -187,7 +187,7 @@ def test_round_with_precomputed_draws_is_bitwise_the_round_that_draws_itself(noi
   config.model.noise = noise
   # A constant rate: with a decaying one, the two programs compile the schedule's arithmetic
   # differently and a value may round one ulp apart (seen on XLA:CPU with cosine decay).
-  config.train.update(lr_decay='constant', g_lr=1e-3, d_lr=1e-3)
+  config.optim.update(schedule='constant', g_lr=1e-3, d_lr=1e-3)
   config.train.n_d, config.train.n_g = 2, 2
   gdata = build_data(config)
   steps = GanSteps(*build_models(config, gdata.shape), config, gdata.real_fn)

@@ -15,7 +15,7 @@ from tests.gan.test_train import REPO, _final_state, _flat
 
 RUNS = {
     'toy': ('gan/configs/toy2d.py:ring8,quick', ['train.steps=20', 'train.rounds_per_call=10',
-                                                 'log_every=10', 'eval_every=20', 'checkpoint_every=20',
+                                                 'train.log_every=10', 'train.eval_every=20', 'train.checkpoint_every=20',
                                                  'eval.plots=False', 'data.batch_size=64']),
     'digits': ('gan/configs/dcgan_digits.py:quick', ['train.steps=20']),
 }
@@ -48,8 +48,8 @@ def test_eight_devices_match_one(tmp_path, name):
 # fsdp: the toy at the default min_size (its 128x128 kernels split, small arrays replicated);
 # the digits DCGAN with min_size=0, so conv kernels, biases and BatchNorm statistics split too.
 FSDP_RUNS = {
-    'toy': (RUNS['toy'][0], [*RUNS['toy'][1], 'checkpoint_every=10', 'sharding.params=fsdp'], 2**14),
-    'digits': (RUNS['digits'][0], [*RUNS['digits'][1], 'checkpoint_every=10', 'sharding.params=fsdp',
+    'toy': (RUNS['toy'][0], [*RUNS['toy'][1], 'train.checkpoint_every=10', 'sharding.params=fsdp'], 2**14),
+    'digits': (RUNS['digits'][0], [*RUNS['digits'][1], 'train.checkpoint_every=10', 'sharding.params=fsdp',
                                    'sharding.min_size=0'], 0),
 }
 

@@ -24,8 +24,8 @@ from gan.state import build_models, init_state
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY = 'gan/configs/toy2d.py'
 # A toy run short enough for tests, long enough to checkpoint twice mid-way.
-RESUME = ['train.steps=600', 'train.rounds_per_call=50', 'model.hidden=32', 'data.batch_size=64', 'log_every=50', 'eval_every=300',
-          'checkpoint_every=100', 'eval.plots=False', 'eval.num_samples=500']
+RESUME = ['train.steps=600', 'train.rounds_per_call=50', 'model.hidden=32', 'data.batch_size=64', 'train.log_every=50', 'train.eval_every=300',
+          'train.checkpoint_every=100', 'eval.plots=False', 'eval.num_samples=500']
 
 
 def _final_state(workdir):
@@ -92,7 +92,7 @@ def test_tfds_configs_ask_for_prepared_data(tmp_path, spec):
 @pytest.mark.slow
 def test_toy_run_finds_ring_modes(tmp_path):
   config = load_config(TOY + ':ring8', ['train.steps=1500', 'eval.plots=False',
-                                        'eval_every=1500', 'checkpoint_every=1500'])
+                                        'train.eval_every=1500', 'train.checkpoint_every=1500'])
   summary = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert summary['modes'] >= 7 and summary['high_quality'] > 0.5
 
@@ -184,8 +184,8 @@ def _expect_exit_2(capsys, argv, match):
     (['--config.data.name=spiral'], "unknown dataset 'spiral'; choose one of: cifar10, digits"),
     (['--config.model.name=resnet'], "unknown model 'resnet'"),
     (['--config.loss.name=kl'], "unknown loss 'kl'"),
-    (['--config.train.g_lr=0'], 'train.g_lr must be positive'),
-    (['--config.train.d_lr=-1e-3'], 'train.d_lr must be positive'),
+    (['--config.optim.g_lr=0'], 'optim.g_lr must be positive'),
+    (['--config.optim.d_lr=-1e-3'], 'optim.d_lr must be positive'),
     (['--config.data.batch_size=0'], 'data.batch_size must be positive'),
     (['--config.train.n_d=0'], 'train.n_d must be at least 1'),
 ])
@@ -221,7 +221,7 @@ def test_different_config_refused_and_nothing_lost(tmp_path, capsys):
   train.train_and_evaluate(load_config(TOY + ':ring8,quick', ['eval.plots=False']), wd)
   before = _tree_digest(wd)
   _expect_exit_2(capsys, [f'--config={TOY}:ring8,quick', f'--workdir={wd}', '--config.eval.plots=False',
-                          '--config.train.g_lr=0.01'], 'different config')
+                          '--config.optim.g_lr=0.01'], 'different config')
   assert _tree_digest(wd) == before
 
 
@@ -236,7 +236,7 @@ def test_cli_prints_results_and_errors_without_traceback(tmp_path):
 
 
 def test_real_divergence_is_stopped_with_a_clear_message(tmp_path):
-  config = load_config(TOY + ':ring8,quick', ['train.g_lr=1e30', 'train.d_lr=1e30', 'eval.plots=False'])
+  config = load_config(TOY + ':ring8,quick', ['optim.g_lr=1e30', 'optim.d_lr=1e30', 'eval.plots=False'])
   with pytest.raises(train.TrainingDiverged, match='became NaN/inf between rounds 0 and 50'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not os.path.exists(tmp_path / 'run' / 'checkpoints' / '50')
@@ -315,7 +315,7 @@ def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     self.train_chunk = chunk
 
   monkeypatch.setattr(GanSteps, '__init__', patched_init)
-  config = load_config(TOY + ':ring8,quick', ['checkpoint_every=50', 'eval.plots=False'])
+  config = load_config(TOY + ':ring8,quick', ['train.checkpoint_every=50', 'eval.plots=False'])
   wd = str(tmp_path / 'run')
   with pytest.raises(train.TrainingDiverged, match=r'between rounds 100 and 150; the last good checkpoint \(step 100\)'):
     train.train_and_evaluate(config, wd)
@@ -328,7 +328,7 @@ def test_bfloat16_compute_tracks_float32(tmp_path):
   """Mixed precision (bf16 compute, f32 params/optimiser) follows the f32 loss trajectory."""
   runs = {}
   for dtype in ('float32', 'bfloat16'):
-    cfg = load_config('gan/configs/dcgan_digits.py:quick', [f'model.dtype={dtype}', 'log_every=10'])
+    cfg = load_config('gan/configs/dcgan_digits.py:quick', [f'model.dtype={dtype}', 'train.log_every=10'])
     train.train_and_evaluate(cfg, str(tmp_path / dtype))
     runs[dtype] = [r for r in read_metrics(str(tmp_path / dtype)) if 'loss_d' in r]
     state = _flat(_final_state(str(tmp_path / dtype))[1])

@@ -50,7 +50,7 @@ variables = jax.device_get(weights.init_variables(model, config, '', jax.random.
 rules, mults = freeze.mode_rules('fine_tune', backbone_lr_mult=1.0)
 hp = {'step0': np.int32(0), 'start': np.int32(0), 'steps': np.float32(steps),
       'lr': np.float32(0.01), 'warmup': np.float32(0), 'cosine': np.bool_(False),
-      'key': jax.random.key(0)}
+      'linear': np.bool_(False), 'key': jax.random.key(0)}
 out = {}
 for name, devices in (('one', jax.devices()[:1]), ('eight', jax.devices())):
   mesh = Mesh(np.asarray(devices), ('data',))
