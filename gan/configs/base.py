@@ -15,7 +15,7 @@ HELP = {
     'model.name': 'mlp (2D) | dcgan (images)',
     'model.hidden': 'mlp: neurons per hidden layer',
     'model.depth': 'mlp: hidden layers of G and D (0-5)',
-    'model.activation': 'mlp: relu | leaky_relu | tanh | sigmoid | elu | gelu | linear',
+    'model.activation': 'mlp: relu | leaky_relu | tanh | sigmoid',
     'model.spectral_norm': 'spectral normalisation of D\'s layers',
     'model.features': 'dcgan: channels of the widest layer',
     'model.upsample': 'dcgan G: col2im (fast) | subpixel | transpose (lax.conv_transpose, '

@@ -1,49 +1,104 @@
-"""Defaults shared by the transfer configs; each config file overrides what it needs."""
+"""Defaults shared by the transfer configs; each config file overrides what it needs.
+
+`HELP` gives every key's meaning (shown by `python -m launch.transfer --help`); the `optim` and
+`train` cadence keys are the same words the GAN configs use.
+"""
 import ml_collections
+
+
+HELP = {
+    'seed': 'root of every random stream (init, data order, augmentation)',
+    'mode': 'scratch | feature_extraction | fine_tune | partial | two_phase '
+            '(transfer/freeze.py)',
+    'data.name': 'digits | folder (data.path: one subfolder per class) | a TFDS name',
+    'data.path': 'folder: the image folder (one subfolder per class)',
+    'data.test_path': 'folder: a separate test folder (else test_fraction of data.path)',
+    'data.data_dir': 'TFDS data directory (default: TFDS\'s own)',
+    'data.train_split': 'TFDS: the training split (default: the dataset\'s train split)',
+    'data.test_split': 'TFDS: the test split (default: test, else validation)',
+    'data.classes': 'digits: the classes to use, e.g. 5-9',
+    'data.image_size': 'side of the square images the network sees',
+    'data.resize_size': 'side of the stored training images (augment crops image_size from it)',
+    'data.augment': 'random resized crop and horizontal flip on device',
+    'data.crop_scale': 'augment: smallest crop area fraction',
+    'data.train_per_class': '> 0: keep this many labelled training images per class',
+    'data.test_fraction': 'digits/folder without a test set: part of each class held out',
+    'data.test_limit': '> 0: evaluate on at most this many test images',
+    'data.batch_size': 'global training batch (divisible by the device count)',
+    'data.eval_batch_size': 'batch for evaluation and feature extraction',
+    'model.arch': 'resnet18 | resnet34 | resnet50 | resnet101 | resnet152',
+    'model.style': 'torchvision (ResNet v1.5) | keras (keras.applications ResNet v1)',
+    'model.weights': "'' (random init) | converted directory | .pth/.safetensors/.h5 file | "
+                     "'pretrain' (the digits 0-4 source model made here)",
+    'model.include_top': "keep the weights' classifier (its class count must match the data)",
+    'freeze.rules': '((regex, label), ...) over parameter paths replacing the mode\'s rules; '
+                    'labels: frozen, trainable, head, backbone, stem, stage1..stage4',
+    'freeze.trainable_stages': 'partial: the top k ResNet stages trained (1-4)',
+    'freeze.backbone_lr_mult': 'backbone learning rate = this x optim.lr',
+    'freeze.layer_decay': '< 1: each stage further from the head gets this factor more',
+    'freeze.bn_train': 'fine-tuning re-estimates BatchNorm statistics (train mode)',
+    'optim.name': 'adam | adamw | sgd',
+    'optim.lr': 'learning rate of phases that train the backbone',
+    'optim.head_lr': 'learning rate of head-only phases',
+    'optim.weight_decay': 'weight decay (adam, sgd: L2 in the gradient; adamw: decoupled)',
+    'optim.decay_norm_and_bias': 'also decay BatchNorm scales and biases',
+    'optim.momentum': 'sgd momentum (0: none)',
+    'optim.b1': 'adam/adamw first-moment decay',
+    'optim.b2': 'adam/adamw second-moment decay',
+    'optim.schedule': 'learning-rate schedule within each phase: constant | linear | cosine',
+    'optim.warmup_steps': 'linear warm-up from 0 over this many steps',
+    'train.epochs': 'epochs of phases that train the backbone',
+    'train.head_epochs': 'epochs of head-only phases (feature_extraction, two_phase\'s first)',
+    'train.two_phase_lr_scale': "two_phase: phase two runs at optim.lr x this",
+    'train.log_every': 'steps between metrics.jsonl rows',
+    'train.eval_every': 'steps between test evaluations (0: at the end only)',
+    'train.checkpoint': 'keep checkpoints (resume after an interruption)',
+    'train.checkpoint_every': 'steps between checkpoints (0: at the end only)',
+    'train.keep_checkpoints': 'checkpoints kept (the newest)',
+    'train.steps_per_call': 'image steps fused into one jitted call (lax.scan)',
+    'features.cache': 'head-only phases train on cached backbone features',
+    'features.dir': 'where cached features go (default WORKDIR/features)',
+    'features.steps_per_call': 'cached-feature steps fused into one jitted call',
+    'pretrain.dir': "model.weights='pretrain': where the source model is cached "
+                    '(default WORKDIR/pretrain)',
+    'pretrain.classes': 'digits classes the source model learns',
+    'pretrain.epochs': 'source model: epochs',
+    'pretrain.batch_size': 'source model: batch size',
+    'pretrain.lr': 'source model: learning rate',
+    'pretrain.train_per_class': 'source model: images per class (0: all)',
+    'pretrain.test_fraction': 'source model: held-out part of each class',
+    'pretrain.augment': 'source model: random crops',
+    'pretrain.crop_scale': 'source model: smallest crop area fraction',
+    'pretrain.weight_decay': 'source model: weight decay',
+    'ablation.modes': 'non-empty: run every mode x seed and write a results table',
+    'ablation.seeds': 'ablation: seeds per mode (seed, seed+1, ...)',
+    'ablation.linear_probe': 'ablation: add a scikit-learn linear probe on frozen features',
+}
 
 
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  # scratch | feature_extraction | fine_tune | partial | two_phase (see transfer/freeze.py).
   c.mode = 'fine_tune'
-  # name: digits | folder | a TFDS name (transfer/data.py). Train records are resize_size
-  # squares cropped on device when augment (random resized crop of at least crop_scale of the
-  # area, random flip), else image_size centre crops like the test ones.
-  # train_per_class > 0 keeps that many labelled examples per class (few-label transfer);
-  # test_fraction holds out part of each class when there is no test split (digits, folder).
+  # Train records are resize_size squares cropped on device when augment, else image_size centre
+  # crops like the test ones.
   c.data = dict(name='digits', path='', test_path='', data_dir='', train_split='', test_split='',
                 classes='5-9', image_size=224, resize_size=256, augment=True, crop_scale=0.08,
                 train_per_class=0,
                 test_fraction=0.2, test_limit=0, batch_size=32, eval_batch_size=64)
-  # weights: '' (random init), a converted directory (python -m launch.convert) or an original
-  # .pth/.safetensors/.h5 file, or 'pretrain' (the ResNet this project trains on digits 0-4).
-  # include_top keeps the weights' classifier, whose class count must match the data.
   c.model = dict(arch='resnet50', style='torchvision', weights='', include_top=False)
-  # rules: ((regex, label), ...) replacing the mode's rules in every phase; labels are frozen,
-  # trainable, head, backbone, stage1..stage4, stem. trainable_stages: for mode partial.
-  # layer_decay < 1: each backbone part gets backbone_lr_mult * layer_decay ** distance.
   c.freeze = dict(rules=(), trainable_stages=1, backbone_lr_mult=0.1, layer_decay=1.0,
                   bn_train=False)
-  # lr: phases that train the backbone; head_lr: head-only phases. name: adamw | sgd.
   c.optim = dict(name='adamw', lr=1e-3, head_lr=1e-2, weight_decay=1e-4,
                  decay_norm_and_bias=False, momentum=0.9, b1=0.9, b2=0.999, schedule='cosine',
                  warmup_steps=0)
-  # epochs: phases that train the backbone; head_epochs: head-only phases (feature_extraction,
-  # phase one of two_phase, whose phase two runs at lr * two_phase_lr_scale).
-  # steps_per_call: image steps fused into one jitted call by lax.scan. XLA:CPU gives every
-  # call a fresh scratch buffer whose pages the kernel faults in one by one (about 290,000
-  # faults for a ResNet-50 step at batch 8, 224 px), so a chunk of steps pays that once.
+  # steps_per_call: XLA:CPU faults in a fresh scratch buffer for every call, so a chunk of steps
+  # pays that once (docs/performance.md).
   c.train = dict(epochs=10, head_epochs=10, two_phase_lr_scale=0.1, log_every=10, eval_every=0,
                  checkpoint=True, checkpoint_every=0, keep_checkpoints=2, steps_per_call=10)
-  # Head-only phases train on cached backbone features when there is no augmentation.
   c.features = dict(cache=True, dir='', steps_per_call=100)
-  # The embedded pretraining source (model.weights='pretrain'): `arch` trained from scratch
-  # on digits `classes` (train_per_class each, 0: all but test_fraction), cached in `dir`
-  # (default WORKDIR/pretrain).
   c.pretrain = dict(dir='', classes='0-4', epochs=15, batch_size=64, lr=2e-3, train_per_class=0,
                     test_fraction=0.2, augment=False, crop_scale=0.5, weight_decay=1e-4)
-  # A non-empty modes list makes the run an ablation over modes x seeds (transfer/ablation.py).
   c.ablation = dict(modes=(), seeds=5, linear_probe=True)
   return c
 
