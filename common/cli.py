@@ -1,14 +1,19 @@
-"""Shared plumbing of the `launch.*` entry points: flags, one-line errors, exit codes."""
+"""Shared plumbing of the `launch.*` entry points: flags, help, one-line errors, exit codes."""
 from __future__ import annotations
 
+import ast
 import os
 import sys
-from typing import Callable
+from typing import Callable, Mapping
 
 from absl import flags
 
-from common.config import define_config_flag, parse_config_flags
+from common.config import define_config_flag, flatten_config, parse_config_flags, \
+    resolve_config_spec
 from common.errors import UserError
+
+HELP_FLAGS = ('-h', '--help', '--helpfull')
+_workdir: str | None = None  # the run's workdir, named in the Ctrl-C message
 
 
 def enable_compile_cache() -> None:
@@ -28,6 +33,22 @@ def enable_compile_cache() -> None:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
+def note_workdir(workdir: str) -> None:
+  """Remember the run's workdir, so an interruption can say where it resumes from."""
+  global _workdir
+  _workdir = workdir
+
+
+def interrupted_message() -> str:
+  ckpt_dir = os.path.join(_workdir, 'checkpoints') if _workdir else ''
+  steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if (
+      ckpt_dir and os.path.isdir(ckpt_dir)) else []
+  if steps:
+    return (f'interrupted; rerun the same command to resume from the checkpoint at step '
+            f'{steps[-1]}')
+  return 'interrupted before the first checkpoint; rerunning the same command starts over'
+
+
 def main_guard(fn: Callable[[], object]) -> None:
   """Run `fn`; a UserError becomes `error: ...` on stderr and exit code 2, no traceback."""
   enable_compile_cache()
@@ -37,27 +58,87 @@ def main_guard(fn: Callable[[], object]) -> None:
     sys.stderr.write(f'error: {e}\n')
     sys.exit(2)
   except KeyboardInterrupt:
-    sys.stderr.write('interrupted; rerun the same command to resume from the last checkpoint\n')
+    sys.stderr.write(interrupted_message() + '\n')
     sys.exit(130)
 
 
-def parse(argv: list[str], default_config: str,
+def wants_help(argv: list[str]) -> bool:
+  return any(a in HELP_FLAGS for a in argv[1:])
+
+
+def _flag_lines(fv: flags.FlagValues) -> list[str]:
+  """One line per flag (the --config.* overrides are listed with the config's keys)."""
+  out = []
+  for name in sorted(fv):
+    if name.startswith('config.') or name in ('help', 'helpshort', 'helpfull', 'helpxml'):
+      continue
+    flag = fv[name]
+    default = '' if flag.default in (None, '') else f' (default: {flag.default})'
+    out.append(f'  --{name}: {flag.help}{default}')
+  return out
+
+
+def _config_help(spec: str, config, key_help: Mapping[str, str]) -> list[str]:
+  path = resolve_config_spec(spec).partition(':')[0]
+  with open(path) as f:
+    doc = ast.get_docstring(ast.parse(f.read())) or ''
+  lines = [f'config {spec}:', *(f'  {l}' for l in doc.splitlines()), '',
+           'config keys (override any with --config.KEY=VALUE):']
+  for key, value in flatten_config(config).items():
+    meaning = key_help.get(key, '')
+    lines.append(f'  --config.{key}={value!r}' + (f'  # {meaning}' if meaning else ''))
+  return lines
+
+
+def print_help(doc: str, fv: flags.FlagValues, spec: str | None = None, config=None,
+               key_help: Mapping[str, str] | None = None) -> None:
+  """The module's usage, its flags and, for a config, its docstring and keys."""
+  lines = [doc.strip(), '', 'flags:', *_flag_lines(fv)]
+  if config is not None:
+    lines += ['', *_config_help(spec, config, key_help or {})]
+  print('\n'.join(lines))
+
+
+def parse_flags(argv: list[str], define: Callable[[flags.FlagValues], None],
+                doc: str) -> flags.FlagValues:
+  """Flags of an entry point without a config; -h/--help prints usage and exits 0."""
+  fv = flags.FlagValues()
+  define(fv)
+  if wants_help(argv):
+    print_help(doc, fv)
+    raise SystemExit(0)
+  try:
+    rest = fv(list(argv))
+  except flags.Error as e:
+    raise UserError(f'bad flag: {" ".join(str(e).split())}; see --help') from None
+  if len(rest) > 1:
+    raise UserError(f'unexpected argument {rest[1]!r}; flags take the form --name=value')
+  return fv
+
+
+def parse(argv: list[str], default_config: str, doc: str = '',
+          key_help: Mapping[str, str] | None = None,
           define_extra: Callable[[flags.FlagValues], None] | None = None
           ) -> tuple[flags.FlagValues, str]:
   """Parse `--config` (default `default_config`), its overrides, `--workdir` and any flags
-  `define_extra` adds; returns (flag values, config spec). Positional leftovers are an error."""
-  argv = list(argv)
+  `define_extra` adds; returns (flag values, config spec). Positional leftovers are an error.
+  -h/--help prints usage, the flags and the config's keys with their meanings, and exits 0."""
+  show_help = wants_help(argv)
+  argv = [a for a in argv if a not in HELP_FLAGS]
   spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
   if spec is None:
     spec = default_config
     argv.insert(1, f'--config={spec}')
   fv = flags.FlagValues()
   define_config_flag(fv, argv)
-  flags.DEFINE_string('workdir', None, 'Directory for config.json, metrics, checkpoints, images.',
-                      flag_values=fv)
+  flags.DEFINE_string('workdir', None, 'Directory for config.json, metrics, checkpoints, images '
+                      '(default: runs/<config name>[-<arg>]).', flag_values=fv)
   if define_extra is not None:
     define_extra(fv)
   rest = parse_config_flags(fv, argv)
+  if show_help:
+    print_help(doc, fv, spec, fv.config, key_help)
+    raise SystemExit(0)
   if len(rest) > 1:
     raise UserError(f'unexpected argument {rest[1]!r}; flags take the form --name=value')
   return fv, spec
@@ -68,3 +149,14 @@ def default_workdir(config_spec: str) -> str:
   path, _, arg = config_spec.partition(':')
   name = os.path.splitext(os.path.basename(path))[0]
   return os.path.join('runs', name + (f'-{arg}' if arg else ''))
+
+
+def _value(v) -> str:
+  return f'{v:.4g}' if isinstance(v, float) else f'{v}'
+
+
+def print_summary(workdir: str, summary: Mapping[str, object], files: str) -> None:
+  """Where the results went, then the summary's scalars on one line."""
+  print(f'results in {workdir}: {files}')
+  print(' '.join(f'{k}={_value(v)}' for k, v in summary.items()
+                 if not isinstance(v, (dict, list))))

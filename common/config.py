@@ -82,6 +82,17 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
+def flatten_config(config) -> dict:
+  """{'dotted.key': value} of a ConfigDict (or a plain nested dict), in definition order."""
+  out = {}
+  for k, v in config.items():
+    if hasattr(v, 'items'):
+      out.update({f'{k}.{kk}': vv for kk, vv in flatten_config(v).items()})
+    else:
+      out[k] = v
+  return out
+
+
 def diff_configs(a: dict, b: dict, prefix: str = '') -> list[str]:
   """Dotted keys whose values differ between two plain config dicts."""
   out = []

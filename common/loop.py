@@ -134,15 +134,27 @@ class Run:
   def is_due(self, every: int, end: int | None = None) -> bool:
     return is_due(self.step, every, self.total if end is None else end)
 
-  def check_finite(self, values: Mapping[str, Any], span: str, advice: str) -> None:
-    """Stops the run when any value is NaN or inf; `span` says where ('between rounds 0 and
-    50'), `advice` what to change."""
-    if all(np.all(np.isfinite(np.asarray(v))) for v in values.values()):
-      return
+  def check_losses(self, values: Mapping[str, Any], span: str, advice: str,
+                   max_abs: float = 0.0) -> None:
+    """Stops the run (`diverged`) when a value is NaN or inf, or beyond `max_abs` in magnitude
+    (0: no limit); `span` says where ('between rounds 0 and 50'), `advice` what to change."""
+    arrays = [np.asarray(v, np.float64) for v in values.values()]
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+      self.diverged(f'a loss became NaN/inf {span}', advice)
+    peak = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+    if max_abs and peak > max_abs:
+      self.diverged(f'a loss reached {peak:.3g} {span}, beyond guard.max_abs_loss={max_abs:g}',
+                    advice)
+
+  def diverged(self, reason: str, advice: str) -> None:
+    """Marks summary.json as diverged and stops with a one-line TrainingDiverged; checkpoints
+    stay as they are, so the last good one is kept."""
     last = self.ckpt.latest_step() if self.ckpt is not None else None
     kept = f'step {last}' if last is not None else 'none'
-    raise TrainingDiverged(f'a loss became NaN/inf {span}; the last good checkpoint ({kept}) '
-                           f'is kept; {advice}')
+    if self.writer is not None:
+      self.writer.write_summary({'step': self.step, 'diverged': True, 'diverged_reason': reason})
+    self.close()
+    raise TrainingDiverged(f'{reason}; the last good checkpoint ({kept}) is kept; {advice}')
 
   def advance(self, steps: int, metrics: Mapping[str, object] | None = None) -> int:
     self.step += steps

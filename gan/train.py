@@ -8,6 +8,8 @@ one. The bookkeeping around the loop (workdir, checkpoints, metrics, progress) i
 """
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from common import optim as optim_lib
@@ -24,6 +26,9 @@ from gan.steps import GanSteps, chunk_means
 
 __all__ = ['TrainingDiverged', 'train_and_evaluate', 'validate']
 
+ADVICE = 'lower the learning rates or add a gradient penalty'
+JS_MAX = 0.99 * math.log(2)  # JS of 2D histograms that no longer overlap at all
+
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Reject bad values before any work is done (each a one-line UserError)."""
@@ -33,6 +38,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise UserError(f'optim.{key} must be positive, got {o[key]}')
   optim_lib.check(o)
   check_cadence(t)
+  if not config.guard.max_abs_loss >= 0 or not config.guard.js_patience >= 0:
+    raise UserError('guard.max_abs_loss and guard.js_patience must be >= 0 (0: off), got '
+                    f'{config.guard.max_abs_loss} and {config.guard.js_patience}')
   if config.data.batch_size <= 0:
     raise UserError(f'data.batch_size must be positive, got {config.data.batch_size}')
   for key in ('steps', 'n_d', 'n_g', 'rounds_per_call'):
@@ -87,15 +95,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   evaluator = Evaluator(config, steps, gdata, workdir, rng_lib.stream(key, 'eval'))
   everys = (t.log_every, t.eval_every, t.checkpoint_every,
             config.eval.fid_every if evaluator.metrics else 0)
-  last_eval = {}
+  last_eval, js_at_max = {}, 0
   while run.step < total:
     step = run.step
     k = min(t.rounds_per_call, steps_to_boundary(step, total, *everys))
     batches = gdata.next_chunk(k, t.n_d, mesh, length=t.rounds_per_call)
     with run.throughput.call(k):  # chunks are padded to one length: only the first compiles
       state, chunk = steps.train_chunk(state, batches, k)
-    run.check_finite(chunk, f'between rounds {step} and {step + k}',
-                     'lower the learning rates or add a gradient penalty')
+    run.check_losses(chunk, f'between rounds {step} and {step + k}', ADVICE,
+                     config.guard.max_abs_loss)
     row = chunk_means(chunk)
     run.advance(k, row)
     if run.is_due(t.log_every):
@@ -105,6 +113,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       last_eval = evaluator(state, run.step, history, total)
       if last_eval:
         run.write(last_eval)
+      js_at_max = js_at_max + 1 if last_eval.get('js', 0.0) >= JS_MAX else 0
+      if config.guard.js_patience and js_at_max >= config.guard.js_patience:
+        run.diverged(f'JS divergence stayed at its ln 2 maximum for {js_at_max} evaluations '
+                     f'(up to round {run.step})', ADVICE)
     if run.is_due(t.checkpoint_every):
       run.save(state, {'data': gdata.iterator.get_state()} if gdata.iterator is not None else {})
   evaluator.finish(history)

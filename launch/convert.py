@@ -31,18 +31,7 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(argv: list[str]) -> None:
-  fv = flags.FlagValues()
-  _define_flags(fv)
-  if any(a in ('--help', '-h', '--helpfull') for a in argv[1:]):
-    print(__doc__ + '\nflags:\n' + fv.get_help(include_special_flags=False))
-    return
-  try:
-    rest = fv(list(argv))
-  except flags.Error as e:
-    raise UserError(f'bad flag: {str(e).strip().splitlines()[0]}') from None
-  if len(rest) > 1:
-    raise UserError(f'unexpected argument {rest[1]!r}; flags take the form '
-                    f'--name=value')
+  fv = cli.parse_flags(argv, _define_flags, __doc__)
   for name in ('source', 'arch', 'input', 'output'):
     if not fv[name].value:
       raise UserError(f'--{name} is required; see python -m launch.convert '

@@ -1,6 +1,10 @@
-"""Train a GAN: python -m launch.gan --config=gan/configs/NAME.py[:ARG] --workdir=DIR [--config.k=v]
+"""Train a GAN.
 
-With no flags it trains the embedded default (DCGAN on scikit-learn's digits).
+  python -m launch.gan [--config=gan/configs/NAME.py[:ARG]] [--workdir=DIR] [--config.KEY=VALUE ...]
+
+With no flags it trains the embedded default, a DCGAN on scikit-learn's digits
+(gan/configs/dcgan_digits.py), into runs/dcgan_digits/. Rerunning the same command on an existing
+workdir resumes it. `--config=gan/configs/toy2d.py:ring8 --help` shows that config's keys.
 """
 import sys
 
@@ -10,16 +14,15 @@ DEFAULT_CONFIG = 'gan/configs/dcgan_digits.py'
 
 
 def main(argv: list[str]) -> None:
-  fv, spec = cli.parse(argv, DEFAULT_CONFIG)
+  from gan.configs.base import HELP
+  fv, spec = cli.parse(argv, DEFAULT_CONFIG, doc=__doc__, key_help=HELP)
   distributed.initialize()
   workdir = fv.workdir or cli.default_workdir(spec)
+  cli.note_workdir(workdir)
   from gan import train  # after flag parsing, so bad flags fail fast
   summary = train.train_and_evaluate(fv.config, workdir)
-  if not distributed.is_main():
-    return
-  print(f'results in {workdir}: summary.json, metrics.jsonl, images/, checkpoints/')
-  print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
-                 for k, v in summary.items()))
+  if distributed.is_main():
+    cli.print_summary(workdir, summary, 'summary.json, metrics.jsonl, images/, checkpoints/')
 
 
 if __name__ == '__main__':

@@ -1,7 +1,12 @@
-"""Transfer learning: python -m launch.transfer --config=transfer/configs/NAME.py[:ARG] --workdir=DIR [--config.k=v]
+"""Transfer learning: feature extraction vs fine-tuning of a pretrained ResNet.
 
-With no flags it runs the embedded default: the digits 0-4 -> 5-9 ablation of
-scratch vs feature extraction vs fine-tuning vs two-phase over 5 seeds.
+  python -m launch.transfer [--config=transfer/configs/NAME.py[:ARG]] [--workdir=DIR]
+      [--config.KEY=VALUE ...]
+
+With no flags it runs the embedded default (transfer/configs/digits.py): the digits 0-4 -> 5-9
+ablation of scratch vs feature extraction vs fine-tuning vs two-phase over 5 seeds, into
+runs/digits/. Your own images: --config.data.name=folder --config.data.path=DIR (one subfolder
+per class). Rerunning the same command on an existing workdir resumes it.
 """
 import os
 import sys
@@ -12,22 +17,23 @@ DEFAULT_CONFIG = 'transfer/configs/digits.py'
 
 
 def main(argv: list[str]) -> None:
-  fv, spec = cli.parse(argv, DEFAULT_CONFIG)
+  from transfer.configs.base import HELP
+  fv, spec = cli.parse(argv, DEFAULT_CONFIG, doc=__doc__, key_help=HELP)
   distributed.initialize()
   workdir = fv.workdir or cli.default_workdir(spec)
+  cli.note_workdir(workdir)
   from transfer import train  # after flag parsing, so bad flags fail fast
   summary = train.train_and_evaluate(fv.config, workdir)
   if not distributed.is_main():
     return
   if fv.config.ablation.modes:
-    print(f'results in {workdir}: results.md, results.csv, images/ablation.png, summary.json, '
-          f'metrics.jsonl, runs/')
+    cli.print_summary(workdir, summary, 'results.md, results.csv, images/ablation.png, '
+                      'summary.json, metrics.jsonl, runs/')
     with open(os.path.join(workdir, 'results.md')) as f:
       print(f.read())
   else:
-    print(f'results in {workdir}: summary.json, metrics.jsonl, images/confusion.png, checkpoints/')
-    print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
-                   for k, v in summary.items() if not isinstance(v, (dict, list))))
+    cli.print_summary(workdir, summary, 'summary.json, metrics.jsonl, images/confusion.png, '
+                      'checkpoints/')
 
 
 if __name__ == '__main__':

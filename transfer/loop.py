@@ -49,6 +49,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ('epochs', 'head_epochs'):
     if not t[key] >= 1:
       raise UserError(f'train.{key} must be at least 1, got {t[key]}')
+  if not config.guard.max_abs_loss >= 0:
+    raise UserError(f'guard.max_abs_loss must be >= 0 (0: off), got {config.guard.max_abs_loss}')
   if not t.two_phase_lr_scale > 0:
     raise UserError(f'train.two_phase_lr_scale must be positive, got {t.two_phase_lr_scale}')
   if config.data.batch_size < 1 or config.data.eval_batch_size < 1:
@@ -176,8 +178,8 @@ def _train_phase(run: Run, ctx: _Context, i: int, state: dict, meta: dict,
       state = {'params': sub['params'], 'batch_stats': sub['batch_stats'],
                'opt': {**state['opt'], f'phase{i}': sub['opt']}}
       metrics = jax.tree.map(distributed.to_host, metrics)
-    run.check_finite({'loss': metrics['loss']}, f'near step {step} in phase {ph.name}',
-                     'lower the learning rates')
+    run.check_losses({'loss': metrics['loss']}, f'near step {step} in phase {ph.name}',
+                     'lower the learning rates', ctx.config.guard.max_abs_loss)
     ctx.window += [{name: float(v[j]) for name, v in metrics.items()} for j in range(k)]
     run.advance(k, ctx.window[-1])
     if run.is_due(t.log_every, end=ph.end):

@@ -50,6 +50,9 @@ HELP = {
     'train.eval_every': 'rounds between pictures and 2D metrics (0: at the end only)',
     'train.checkpoint_every': 'rounds between checkpoints (0: at the end only)',
     'train.keep_checkpoints': 'checkpoints kept (the newest)',
+    'guard.max_abs_loss': 'stop as diverged when a loss exceeds this magnitude (0: off)',
+    'guard.js_patience': '2D: stop as diverged after this many evaluations in a row with JS '
+                         'at its ln 2 maximum (0: off)',
     'eval.num_samples': 'samples for each evaluation',
     'eval.plots': '2D: GAN Lab pictures at each evaluation',
     'eval.grid_size': 'images: samples in the grid PNG',
@@ -76,6 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
                  weight_decay=0.0, schedule='constant', warmup_steps=0)
   c.train = dict(steps=2000, n_d=1, n_g=1, ema_decay=0.999, rounds_per_call=100, log_every=100,
                  eval_every=500, checkpoint_every=1000, keep_checkpoints=3)
+  c.guard = dict(max_abs_loss=1e5, js_patience=3)
   # Digits use the digits CNN for metrics; TFDS datasets the FID InceptionV3.
   c.eval = dict(num_samples=2500, plots=True, grid_size=64, metrics=(), fid_every=1000,
                 inception_weights='', reference_stats='')

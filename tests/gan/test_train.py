@@ -3,6 +3,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -229,6 +230,9 @@ def test_cli_prints_results_and_errors_without_traceback(tmp_path):
   ok = _run_cli([f'--config={TOY}:disjoint,quick', f'--workdir={tmp_path}/ok'])
   assert ok.returncode == 0, ok.stderr
   assert f'results in {tmp_path}/ok' in ok.stdout and 'js=' in ok.stdout
+  # stderr is a pipe, not a terminal: progress comes as plain lines, the last at the end.
+  assert re.search(r'^gan: 200/200 rounds \(100%\), [\d.]+ rounds/s, ETA 0s \| .*loss_d=',
+                   ok.stderr, re.M), ok.stderr
   bad = _run_cli([f'--config={TOY}:disjoint,quick', f'--workdir={tmp_path}/bad',
                   '--config.train.batch=3'])
   assert bad.returncode == 2
@@ -240,6 +244,32 @@ def test_real_divergence_is_stopped_with_a_clear_message(tmp_path):
   with pytest.raises(train.TrainingDiverged, match='became NaN/inf between rounds 0 and 50'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not os.path.exists(tmp_path / 'run' / 'checkpoints' / '50')
+
+
+def test_large_learning_rate_exits_2_as_diverged_and_keeps_the_last_good_checkpoint(
+    tmp_path, capsys):
+  # Warm-up to a learning rate of 100 kills the MLPs between rounds 100 and 150: the losses stay
+  # small, but the generated points no longer overlap the data (JS at ln 2) at rounds 50-150.
+  wd = str(tmp_path / 'run')
+  _expect_exit_2(capsys, [f'--config={TOY}:ring8,quick', f'--workdir={wd}',
+                          '--config.optim.g_lr=100', '--config.optim.d_lr=100',
+                          '--config.optim.warmup_steps=20000', '--config.train.eval_every=50',
+                          '--config.train.checkpoint_every=50', '--config.eval.plots=False'],
+                 'JS divergence stayed at its ln 2 maximum for 3 evaluations')
+  summary = json.load(open(os.path.join(wd, 'summary.json')))
+  assert summary['diverged'] is True and summary['step'] == 150
+  assert sorted(os.listdir(os.path.join(wd, 'checkpoints'))) == ['100', '50']
+  step, state = _final_state(wd)  # the last good checkpoint restores
+  assert step == 100 and int(state['step']) == 100
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state['g']))
+
+
+def test_loss_beyond_the_guard_exits_2_before_any_nan(tmp_path, capsys):
+  wd = str(tmp_path / 'run')
+  _expect_exit_2(capsys, [f'--config={TOY}:ring8,quick', f'--workdir={wd}', '--config.optim.g_lr=10',
+                          '--config.optim.d_lr=10', '--config.eval.plots=False'],
+                 'beyond guard.max_abs_loss=100000')
+  assert json.load(open(os.path.join(wd, 'summary.json')))['diverged'] is True
 
 
 def test_chunks_of_any_length_share_one_compilation_and_match_one_chunk():

@@ -56,6 +56,7 @@ HELP = {
     'train.checkpoint_every': 'steps between checkpoints (0: at the end only)',
     'train.keep_checkpoints': 'checkpoints kept (the newest)',
     'train.steps_per_call': 'image steps fused into one jitted call (lax.scan)',
+    'guard.max_abs_loss': 'stop as diverged when the loss exceeds this magnitude (0: off)',
     'features.cache': 'head-only phases train on cached backbone features',
     'features.dir': 'where cached features go (default WORKDIR/features)',
     'features.steps_per_call': 'cached-feature steps fused into one jitted call',
@@ -96,6 +97,7 @@ def base_config() -> ml_collections.ConfigDict:
   # pays that once (docs/performance.md).
   c.train = dict(epochs=10, head_epochs=10, two_phase_lr_scale=0.1, log_every=10, eval_every=0,
                  checkpoint=True, checkpoint_every=0, keep_checkpoints=2, steps_per_call=10)
+  c.guard = dict(max_abs_loss=1e5)
   c.features = dict(cache=True, dir='', steps_per_call=100)
   c.pretrain = dict(dir='', classes='0-4', epochs=15, batch_size=64, lr=2e-3, train_per_class=0,
                     test_fraction=0.2, augment=False, crop_scale=0.5, weight_decay=1e-4)
