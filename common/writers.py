@@ -20,11 +20,12 @@ def _jsonable(v):
 
 
 class MetricWriter:
-  """Appends `{"step": s, ...}` lines to metrics.jsonl and scalars to TensorBoard.
+  """Appends `{"step": s, ...}` lines to metrics.jsonl, and scalars and images to TensorBoard.
 
   `start_step` is the step a run starts (or resumes) at: lines an interrupted attempt wrote
   after it are dropped, so a resumed run's metrics.jsonl equals an uninterrupted one, and 0
-  starts the file afresh. `append=True` keeps every line (results added to a finished run).
+  starts the file afresh; TensorBoard purges that attempt's later events the same way.
+  `append=True` keeps every line (results added to a finished run).
   """
 
   def __init__(self, workdir: str, start_step: int = 0, append: bool = False,
@@ -44,7 +45,9 @@ class MetricWriter:
       else:
         os.remove(self.path)  # a fresh run in an existing workdir without checkpoints
     if tensorboard:
-      self._tb = _summary_writer_class()(os.path.join(workdir, 'tensorboard'), flush_secs=30)
+      purge = {'purge_step': start_step + 1} if start_step > 0 and not append else {}
+      self._tb = _summary_writer_class()(os.path.join(workdir, 'tensorboard'), flush_secs=30,
+                                         **purge)
 
   def write(self, step: int, metrics: Mapping[str, object]) -> None:
     if not self.enabled:
@@ -56,6 +59,18 @@ class MetricWriter:
       for k, v in row.items():
         if k != 'step' and isinstance(v, (int, float)):
           self._tb.add_scalar(k, v, step)
+
+  def image(self, tag: str, step: int, image: np.ndarray) -> None:
+    """A uint8 [H, W, C] picture (C in 1, 3, 4) under `tag` in TensorBoard."""
+    if self._tb is not None:
+      self._tb.add_image(tag, np.asarray(image), int(step), dataformats='HWC')
+
+  def image_file(self, tag: str, step: int, path: str) -> None:
+    """A PNG already written (a matplotlib figure) under `tag` in TensorBoard."""
+    if self._tb is not None:
+      from PIL import Image
+      with Image.open(path) as im:
+        self.image(tag, step, np.asarray(im.convert('RGB')))
 
   def write_summary(self, summary: Mapping[str, object]) -> None:
     if not self.enabled:

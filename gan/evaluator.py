@@ -17,7 +17,7 @@ import numpy as np
 from common import distributed
 from common import rng as rng_lib
 from common.loop import is_due
-from common.writers import image_grid, save_gif, save_png
+from common.writers import MetricWriter, image_grid, save_gif, save_png
 from gan import evaluation, plots
 from gan import metrics as metrics_lib
 from gan.data import GanData
@@ -27,8 +27,10 @@ from gan.steps import GanSteps
 class Evaluator:
   """Metrics and pictures at an eval step, from the EMA generator."""
 
-  def __init__(self, config, steps: GanSteps, gdata: GanData, workdir: str, key: jax.Array):
+  def __init__(self, config, steps: GanSteps, gdata: GanData, workdir: str, key: jax.Array,
+               writer: MetricWriter | None = None):
     self.config, self.steps, self.gdata = config, steps, gdata
+    self.writer = writer  # pictures go to TensorBoard too
     self.image_dir = os.path.join(workdir, 'images')
     self.key = key
     n = config.eval.num_samples
@@ -72,7 +74,10 @@ class Evaluator:
     x = distributed.to_host(x)
     if distributed.is_main():
       path = os.path.join(self.image_dir, f'samples_{step:07d}.png')
-      save_png(path, image_grid(x, ncol=ncol), scale=max(1, 128 // x.shape[1]))
+      grid = image_grid(x, ncol=ncol)
+      save_png(path, grid, scale=max(1, 128 // x.shape[1]))
+      if self.writer is not None:
+        self.writer.image('samples', step, grid)
 
   def _sample_metrics(self, state) -> dict[str, float]:
     """eval.metrics of eval.num_samples EMA samples; the same noise at every step."""
@@ -120,9 +125,12 @@ class Evaluator:
                                      self._plot_fns(state, jnp.asarray(fake[:300])))
       if distributed.is_main():
         title = f'{src.name}: ' + ', '.join(f'{k} {v:.3g}' for k, v in out.items())
-        plots.plot_2d(os.path.join(self.image_dir, f'step_{step:07d}.png'), real=self.real[:1000],
-                      fake=fake[:1000], d_prob=d_prob, bounds=src.bounds, manifold=manifold,
-                      arrows=arrows, history=history, step=step, title=title)
+        path = os.path.join(self.image_dir, f'step_{step:07d}.png')
+        plots.plot_2d(path, real=self.real[:1000], fake=fake[:1000], d_prob=d_prob,
+                      bounds=src.bounds, manifold=manifold, arrows=arrows, history=history,
+                      step=step, title=title)
+        if self.writer is not None:
+          self.writer.image_file('gan_lab', step, path)
     return out
 
   def finish(self, history: list[dict]) -> None:

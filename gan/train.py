@@ -92,7 +92,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     gdata.iterator.set_state(meta['data'])
   run.start()
   history = [m for m in read_metrics(workdir) if 'loss_d' in m] if run.step else []
-  evaluator = Evaluator(config, steps, gdata, workdir, rng_lib.stream(key, 'eval'))
+  evaluator = Evaluator(config, steps, gdata, workdir, rng_lib.stream(key, 'eval'), run.writer)
   everys = (t.log_every, t.eval_every, t.checkpoint_every,
             config.eval.fid_every if evaluator.metrics else 0)
   last_eval, js_at_max = {}, 0

@@ -198,9 +198,10 @@ def _summary(run: Run, ctx: _Context, state: dict, train_seconds: float) -> dict
   m = _evaluate(ctx, state, all(ctx.cached))
   names, config = ctx.data.class_names, ctx.config
   if distributed.is_main():
-    evaluate.save_confusion_png(os.path.join(ctx.workdir, 'images', 'confusion.png'),
-                                m['confusion'], names, title=f'{config.mode}, seed '
+    path = os.path.join(ctx.workdir, 'images', 'confusion.png')
+    evaluate.save_confusion_png(path, m['confusion'], names, title=f'{config.mode}, seed '
                                 f'{config.seed}: top-1 {m["top1"]:.3f}')
+    run.writer.image_file('confusion', run.step, path)
   run.write(_test_row(m))
   rate = run.throughput.rate()
   return {
