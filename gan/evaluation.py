@@ -324,6 +324,14 @@ def real_vs_real(config: ml_collections.ConfigDict, net: FeatureNet, seed: int =
           f'precision{sfx}': p, f'recall{sfx}': r, 'half_size': len(b)}
 
 
+def floor_line(summary: dict) -> str | None:
+  """'quality: fid_digits 5.12 (real-vs-real floor 3.81), ...' for the metrics in `summary`
+  that have a floor (gan.evaluator.Evaluator.floor); None when none has."""
+  parts = [f'{k} {summary[k]:.3g} (real-vs-real floor {summary["floor_" + k]:.3g})'
+           for k in sorted(summary) if f'floor_{k}' in summary]
+  return 'quality: ' + ', '.join(parts) if parts else None
+
+
 # ---- sampling and the workdir ------------------------------------------------------------
 
 def generate(steps, g_vars: dict, key: jax.Array, n: int

@@ -89,6 +89,14 @@ class Evaluator:
                                        rng_lib.stream(self.key, 'metrics'), cfg.eval.num_samples)
     return evaluation.compute_metrics(self._context, self.metrics, fake, labels)
 
+  def floor(self, results: dict[str, float]) -> dict[str, float]:
+    """`floor_<metric>` for the digits metrics in `results`: their values between two halves of
+    the real digits, what a generator that matched the data would score."""
+    if self._context is None or not evaluation.uses_digits_net(self.config):
+      return {}
+    real = evaluation.real_vs_real(self.config, self._context.net)
+    return {f'floor_{k}': v for k, v in real.items() if k in results}
+
   def _plot_fns_impl(self, state, fake):
     """D's probability on a grid, the manifold, and -∇ of the G loss at generated points."""
     src = self.gdata.source2d

@@ -121,7 +121,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       run.save(state, {'data': gdata.iterator.get_state()} if gdata.iterator is not None else {})
   evaluator.finish(history)
   rate = run.throughput.rate()
-  summary = {'step': run.step, **last_eval, **({'rounds_per_sec': rate} if rate else {}),
+  summary = {'step': run.step, **last_eval, **evaluator.floor(last_eval),
+             **({'rounds_per_sec': rate} if rate else {}),
              **({k: v for k, v in history[-1].items() if k != 'step'} if history else {})}
   run.finish(summary)
   return (summary, state) if return_state else summary

@@ -23,6 +23,10 @@ def main(argv: list[str]) -> None:
   summary = train.train_and_evaluate(fv.config, workdir)
   if distributed.is_main():
     cli.print_summary(workdir, summary, 'summary.json, metrics.jsonl, images/, checkpoints/')
+    from gan.evaluation import floor_line
+    line = floor_line(summary)
+    if line:
+      print(line)
 
 
 if __name__ == '__main__':

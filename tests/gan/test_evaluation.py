@@ -179,3 +179,17 @@ def test_in_run_metrics_need_inception_weights_for_tfds_data(tmp_path):
   config = load_config('gan/configs/dcgan_digits.py:quick', ['eval.metrics=fid,psnr'])
   with pytest.raises(evaluation.UserError, match="unknown metric 'psnr'"):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_default_style_run_reports_quality_next_to_the_real_vs_real_floor(tmp_path, capsys):
+  import launch.gan
+  wd = str(tmp_path / 'run')
+  launch.gan.main(['launch.gan', '--config=gan/configs/dcgan_digits.py:quick', f'--workdir={wd}',
+                   '--config.eval.metrics=fid,pr', '--config.eval.num_samples=200'])
+  out = capsys.readouterr().out
+  summary = json.load(open(os.path.join(wd, 'summary.json')))
+  for key in ('fid_digits', 'precision_digits', 'recall_digits'):
+    assert f'floor_{key}' in summary and f'{key} ' in out.splitlines()[-1]
+  # The floor is the metric between two halves of the real digits: small FID, high precision.
+  assert summary['floor_fid_digits'] < 10 and summary['floor_precision_digits'] > 0.8
+  assert out.splitlines()[-1].startswith('quality: fid_digits ')
