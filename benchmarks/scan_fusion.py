@@ -17,7 +17,7 @@ import jax
 from common import rng
 from common.config import load_config
 from gan import models
-from gan.train import build_data
+from gan.data import build_data
 from gan.steps import GanSteps
 
 

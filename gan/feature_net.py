@@ -112,7 +112,7 @@ def train_digits_cnn(recipe: dict[str, Any]) -> tuple[dict, float]:
   tx = optax.adamw(lr, weight_decay=recipe['weight_decay'])
   xs, ys = jnp.asarray(x[train_idx]), jnp.asarray(y[train_idx])
 
-  # One jitted step per batch: XLA:CPU runs these convolutions ~3x slower inside a scan loop.
+  # One jitted step per batch: XLA:CPU runs these convolutions slower inside a scan loop.
   @jax.jit
   def step(params, opt, idx, key):
     xb = _random_shift(key, xs[idx], recipe['shift'])

@@ -214,7 +214,7 @@ class GanSteps:
 
     XLA:CPU runs each threefry draw as a small loop with a fixed cost per iteration; one draw
     for all of a chunk's rounds (vmapped over them) pays it once per chunk, not once per round
-    (toy 2D round 5.34 -> 5.21 ms on 2 cores; results are bitwise the same).
+    (docs/performance.md); results are bitwise the same.
     """
     _, d_keys, real_keys, g_keys = self._round_keys(rng, step)
     draws = {'d_noise': jax.vmap(lambda k: self.noise(jax.random.split(k)[0], self.batch))(d_keys),

@@ -11,9 +11,8 @@ over 5 seeds (plus a scikit-learn linear probe on the frozen features):
   python -m launch.transfer --config=transfer/configs/digits.py:quick --workdir=/tmp/digits-quick
 
 ARG may name one mode instead, for a single run: `digits.py:fine_tune`,
-`digits.py:partial,quick`. The 8x8 digits are upsampled to 16x16 RGB: on a
-2-core CPU the whole ablation then fits in ~10 minutes, and larger inputs add
-no information to 8x8 images.
+`digits.py:partial,quick`. The 8x8 digits are upsampled to 16x16 RGB, small enough
+for a CPU; larger inputs add no information to 8x8 images.
 """
 from transfer.configs.base import base_config, parse_arg
 
