@@ -93,6 +93,15 @@ def flatten_config(config) -> dict:
   return out
 
 
+def reference_markdown(title: str, config, key_help: dict) -> str:
+  """A markdown table of every key of `config` with its default and `key_help` meaning."""
+  lines = [f'## {title}', '', '| key | default | meaning |', '|---|---|---|']
+  for key, value in flatten_config(config).items():
+    shown = repr(value).replace('|', '\\|')
+    lines.append(f'| `{key}` | `{shown}` | {key_help.get(key, "").replace("|", chr(92) + "|")} |')
+  return '\n'.join(lines) + '\n'
+
+
 def diff_configs(a: dict, b: dict, prefix: str = '') -> list[str]:
   """Dotted keys whose values differ between two plain config dicts."""
   out = []

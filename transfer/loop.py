@@ -229,8 +229,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   data = data_lib.load_data(config.data, seed=config.seed)
   batch = config.data.batch_size
   if batch > len(data.train):
+    kept = (f', data.train_per_class={config.data.train_per_class} per class'
+            if config.data.train_per_class else '')
     raise UserError(f'data.batch_size {batch} is larger than the training split '
-                    f'({len(data.train)} examples); lower it')
+                    f'({len(data.train)} examples{kept}); lower data.batch_size'
+                    + (' or raise data.train_per_class (0: all)' if kept else ''))
   model = resnet.create_model(config.model.arch, data.num_classes, config.model.style)
   phases = steps_lib.plan_phases(config, len(data.train) // batch)
   run_ = Run(workdir, config, phases[-1].end, keep=config.train.keep_checkpoints,
