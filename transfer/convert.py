@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from common import torch_files
+from common import file_kinds, torch_files
 from common.errors import UserError, first_line, unknown_name
 from transfer import resnet
 
@@ -108,9 +108,9 @@ def _read_keras(path: Path, arch: str) -> dict[str, np.ndarray]:
   except UserError:
     raise
   except Exception as e:  # h5py reports damage as OSError, KeyError, ...
-    raise UserError(f'weights file {path} is corrupt or not an HDF5 file '
-                    f'({type(e).__name__}: {first_line(e)}); download it '
-                    f'again') from None
+    why = ('shorter than its header says' if 'truncated file' in str(e)
+           else f'{type(e).__name__}: {file_kinds.brief(e)}')
+    raise file_kinds.unreadable(path, 'hdf5', why) from None
   raise UserError(f'weights file {path} is neither a legacy Keras .h5 nor a '
                   f'Keras 3 .weights.h5 file; save it with '
                   f'model.save_weights("x.weights.h5")')
