@@ -78,8 +78,8 @@ def check_weights(config: ml_collections.ConfigDict) -> None:
 
   A converted directory is judged by its metadata.json; an original file by its tensor names
   (a safetensors header, a memory-mapped torch file, Keras HDF5 layer names), without building
-  a model, so a mismatch is reported before data loading and compilation. Random init, 'pretrain' (made for the config's own arch) and scratch runs have
-  nothing to check.
+  a model, so a mismatch is reported before data loading and compilation. Random init,
+  'pretrain' (made for the config's own arch) and scratch runs have nothing to check.
   """
   m = config.model
   path = m.weights
