@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from common.sharding import pad_shard_unpad
+from common.writers import FIGURE_DPI
 
 
 def predict(logits_fn: Callable[[np.ndarray], object], source, batch_size: int = 128
@@ -91,5 +92,5 @@ def save_confusion_png(path: str, confusion: np.ndarray, class_names: Sequence[s
   ax.set_title(title or 'confusion matrix')
   fig.tight_layout()
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=FIGURE_DPI)
   plt.close(fig)

@@ -3,6 +3,8 @@ import csv
 
 import ml_collections
 import numpy as np
+import pytest
+from PIL import Image
 
 from transfer import ablation
 
@@ -55,3 +57,8 @@ def test_top5_column_where_runs_report_it(tmp_path):
   assert np.isnan(table[2]['top5_mean'])
   assert 'top5_mean' in columns
 
+
+def test_bar_plot_is_saved_at_150_dpi(tmp_path):
+  _results(tmp_path, with_top5=False)
+  dpi = Image.open(tmp_path / 'images' / 'ablation.png').info['dpi']
+  assert min(dpi) == pytest.approx(150, abs=1)

@@ -1,5 +1,6 @@
 """Classification metrics: top-5 only where it can miss, and the files evaluation writes."""
 import numpy as np
+from PIL import Image
 
 from transfer import evaluate
 
@@ -17,3 +18,9 @@ def test_top5_counts_labels_among_the_5_highest_logits():
   m = evaluate.classification_metrics(logits, labels, 7)
   assert m['top1'] == 1 / 3 and m['top5'] == 2 / 3  # class 6 is 7th, class 3 is 4th
 
+
+def test_confusion_png_is_saved_at_150_dpi(tmp_path):
+  path = tmp_path / 'images' / 'confusion.png'
+  evaluate.save_confusion_png(str(path), np.array([[3, 1], [0, 4]]), ['a', 'b'])
+  dpi = Image.open(path).info['dpi']
+  assert min(dpi) >= 149.5
