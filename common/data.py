@@ -7,13 +7,15 @@ the iterator state is just `next_index`, which the checkpoint stores.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from typing import Any, Callable, Sequence
 
 import grain
 import numpy as np
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 
 class ArraySource:
@@ -129,7 +131,26 @@ class BatchIterator:
 
 
 TFDS_PREPARE_HINT = ('prepare it once with network access: pip install "advcnn[prepare]" && '
-                     'tfds build {name} --file_format=array_record{dir_flag}')
+                     'tfds build {name} --file_format=array_record{dir_flag}, or point '
+                     '--config.data.data_dir=DIR at a directory that holds it prepared')
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """Silences TFDS's absl warnings (e.g. a missing dataset_info.json) during a lookup.
+
+  A dataset that is not there is reported as one UserError line; the warnings before it would
+  only repeat it in TFDS's words.
+  """
+  loggers = [logging.getLogger(name) for name in ('absl', 'tensorflow_datasets')]
+  levels = [logger.level for logger in loggers]
+  for logger in loggers:
+    logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    for logger, level in zip(loggers, levels):
+      logger.setLevel(level)
 
 
 def tfds_source(name: str, split: str, data_dir: str | None = None):
@@ -138,17 +159,20 @@ def tfds_source(name: str, split: str, data_dir: str | None = None):
 
   dir_flag = f' --data_dir={data_dir}' if data_dir else ''
   hint = TFDS_PREPARE_HINT.format(name=name, dir_flag=dir_flag)
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # tfds raises several types for unknown names
-    raise UserError(f'unknown TFDS dataset {name!r} ({type(e).__name__}); check the name') from None
-  if not builder.is_prepared():
-    where = data_dir or os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')
-    raise UserError(f'TFDS dataset {name!r} is not prepared in {where}; {hint}')
-  try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  except Exception as e:
-    raise UserError(f'cannot read TFDS dataset {name!r} split {split!r} ({e}); {hint}') from None
+  with _quiet_tfds():
+    try:
+      builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises several types for unknown names
+      raise UserError(f'unknown TFDS dataset {name!r} ({type(e).__name__}); check the '
+                      'name') from None
+    if not builder.is_prepared():
+      where = data_dir or os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')
+      raise UserError(f'TFDS dataset {name!r} is not prepared in {where}; {hint}')
+    try:
+      return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:
+      raise UserError(f'cannot read TFDS dataset {name!r} split {split!r} '
+                      f'({first_line(e)}); {hint}') from None
 
 
 def decode_image(image: Any) -> np.ndarray:

@@ -11,11 +11,13 @@ import hashlib
 import os
 import pickle
 import re
+import warnings
 from typing import Mapping
 
 import numpy as np
 
-from common.errors import UserError, first_line
+from common import file_kinds
+from common.errors import UserError
 
 # flax variable (collection, leaf name) -> torch state-dict suffix, for Conv, Dense and BatchNorm.
 LEAF_NAMES = {
@@ -51,49 +53,112 @@ def check_name_hash(path: str | os.PathLike) -> None:
                     'if that suffix is not a checksum')
 
 
+def _safetensors_error(path: str | os.PathLike, e: Exception) -> UserError:
+  why = ('shorter than its header says' if 'incomplete metadata' in str(e)
+         else 'unreadable header: ' + file_kinds.brief(
+             e, prefix='Error while deserializing header: '))
+  return file_kinds.unreadable(path, 'safetensors', why)
+
+
 def _read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
   from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   try:
     tensors = load_file(str(path))
   except Exception as e:  # safetensors raises its own error types
-    raise UserError(f'weights file {path} is corrupt or not a safetensors file '
-                    f'({first_line(e)}); download it again') from None
+    raise _safetensors_error(path, e) from None
   return {k: np.asarray(v, np.float32) for k, v in tensors.items()}
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """{tensor name: float32 numpy array} of a `.pth`/`.pt` or `.safetensors` state dict.
+# What torch's weights_only unpickler names when it refuses an import: a global (function or
+# class) the file would load. Any other refusal means the pickle itself is damaged.
+_REFUSED_GLOBAL = re.compile(
+    r"GLOBAL ([\w.]+)|Can only (?:create|build) .* but got <class '([\w.]+)'>")
+# Globals of these packages are layers and models: a whole pickled network, not a state dict.
+_MODEL_PACKAGES = ('torch.nn.', 'torchvision.', 'timm.')
 
-  A training checkpoint's nested `state_dict` is unwrapped and DataParallel's `module.` prefix
-  dropped; entries that are not tensors are skipped. Damaged files, pickles holding code and
-  whole pickled models end in a one-line UserError.
+
+def _torch_load(path: str | os.PathLike, mmap: bool = False):
+  """torch.load(weights_only=True), its failures turned into one-line UserErrors.
+
+  mmap maps a zip-format file's tensors instead of reading them (older files are read whole).
   """
-  if os.fspath(path).endswith('.safetensors'):
-    return _read_safetensors(path)
+  import torch  # pylint: disable=g-import-not-at-top
+  if mmap:
+    with open(path, 'rb') as f:
+      mmap = f.read(4) == b'PK\x03\x04'  # only torch.save's zip format can be mapped
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # torch warns about the formats it then refuses
+      return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+  except pickle.UnpicklingError as e:
+    match = _REFUSED_GLOBAL.search(str(e))
+    if match is None or file_kinds.sniff(path) != 'torch':
+      raise file_kinds.unreadable(path, 'torch', 'its pickled data is damaged') from None
+    name = match.group(1) or match.group(2)
+    if name.startswith(_MODEL_PACKAGES):
+      raise UserError(f'weights file {path} holds a whole pickled model ({name}), which '
+                      'contains code and was refused; save model.state_dict() instead') from None
+    raise UserError(f'weights file {path} contains code and was refused (it would load '
+                    f'{name}); use a file that holds only tensors (a state_dict)') from None
+  except EOFError:
+    raise file_kinds.unreadable(path, 'torch', 'it ends early') from None
+  except Exception as e:  # damaged files surface as many exception types
+    why = ('its zip archive is damaged' if 'zip archive' in str(e)
+           else f'{type(e).__name__}: {file_kinds.brief(e)}')
+    raise file_kinds.unreadable(path, 'torch', why) from None
+
+
+def _torch_state_dict(path: str | os.PathLike, mmap: bool = False) -> dict:
+  """{name: torch.Tensor} of a `.pth`/`.pt` file, unwrapped and checked (see read_state_dict)."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise UserError('reading .pth weights needs torch; install the CPU build: '
                     'pip install "advcnn[torch]"') from None
-  try:
-    state = torch.load(path, map_location='cpu', weights_only=True)
-  except pickle.UnpicklingError as e:
-    if 'Weights only load failed' in str(e):
-      raise UserError(f'weights file {path} contains code and was refused; use a file that '
-                      'holds only tensors (a state_dict)') from None
-    raise UserError(f'weights file {path} is corrupt ({first_line(e)}); download it '
-                    'again') from None
-  except Exception as e:  # damaged files surface as many exception types
-    raise UserError(f'weights file {path} is corrupt or not a torch file ({type(e).__name__}: '
-                    f'{first_line(e)}); download it again') from None
+  state = _torch_load(path, mmap)
   # Training checkpoints wrap the state dict; DataParallel prefixes 'module.'.
   if isinstance(state, Mapping) and isinstance(state.get('state_dict'), Mapping):
     state = state['state_dict']
   if not isinstance(state, Mapping):
     raise UserError(f'weights file {path} holds a {type(state).__name__}, not a state_dict; '
                     'save model.state_dict(), not the model')
-  return {k.removeprefix('module.'): v.detach().to(torch.float32).numpy()
-          for k, v in state.items() if isinstance(v, torch.Tensor)}
+  tensors = {k.removeprefix('module.'): v for k, v in state.items()
+             if isinstance(v, torch.Tensor)}
+  if not tensors:
+    keys = ', '.join(map(str, list(state)[:5])) or 'none'
+    raise UserError(f'weights file {path} is a torch file without tensors (keys: {keys}), not a '
+                    'model state_dict; use the weights file, not an optimizer or training log')
+  return tensors
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """{tensor name: float32 numpy array} of a `.pth`/`.pt` or `.safetensors` state dict.
+
+  A training checkpoint's nested `state_dict` is unwrapped and DataParallel's `module.` prefix
+  dropped; entries that are not tensors are skipped. Each way a file can fail ends in its own
+  one-line UserError: damaged or of another format (named), pickles holding code or whole
+  models, and valid torch files that hold no state dict.
+  """
+  if os.fspath(path).endswith('.safetensors'):
+    return _read_safetensors(path)
+  import torch  # pylint: disable=g-import-not-at-top
+  return {k: v.detach().to(torch.float32).numpy() for k, v in _torch_state_dict(path).items()}
+
+
+def tensor_names(path: str | os.PathLike) -> list[str]:
+  """The tensor names `read_state_dict` would return, reading (almost) no values.
+
+  A safetensors file's header is read alone; a torch zip file is memory-mapped. Cheap enough to
+  check a file against a configuration before any heavy work.
+  """
+  if not os.fspath(path).endswith('.safetensors'):
+    return list(_torch_state_dict(path, mmap=True))
+  from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+  try:
+    with safe_open(str(path), framework='numpy') as f:
+      return list(f.keys())
+  except Exception as e:  # safetensors raises its own error types
+    raise _safetensors_error(path, e) from None
 
 
 def to_flax_layout(x: np.ndarray) -> np.ndarray:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.errors import UserError, unknown_name
+from common.errors import UserError, first_line, unknown_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,41 +102,84 @@ def disjoint() -> Source2D:
   return _mixture([[0.25, 0.3], [0.5, 0.75], [0.75, 0.3]], 0.025, 'disjoint', _UNIT)
 
 
+POINTS_SUFFIXES = ('.csv', '.txt', '.npy')
+_SHOWN_ROWS = 5
+
+
 def load_points(path: str) -> np.ndarray:
-  """A user's own 2D points from `.csv` (x,y per line; a header line is allowed) or `.npy`."""
+  """A user's own 2D points, [N, 2] float32, from `.csv`/`.txt` or `.npy`.
+
+  Text files hold one point per line, x and y separated by a comma or whitespace; '#' starts a
+  comment, blank lines are skipped and the first line may be a header. Rows that are not finite
+  are refused with their line numbers rather than dropped: a NaN usually means the export went
+  wrong, and silently training on the rest would hide that.
+  """
   if not path:
-    raise UserError('data.name=points needs data.path=FILE (.csv or .npy with 2 columns)')
+    raise UserError('data.name=points needs data.path=FILE (.csv, .txt or .npy with 2 columns)')
   if not os.path.isfile(path):
-    raise UserError(f'points file {path!r} not found; pass data.path=FILE (.csv or .npy)')
-  try:
-    if path.endswith('.npy'):
-      pts = np.load(path, allow_pickle=False)
-    elif path.endswith('.csv'):
-      with open(path) as f:
-        first = f.readline()
-      skip = 0 if _is_number_row(first) else 1
-      pts = np.loadtxt(path, delimiter=',', skiprows=skip, ndmin=2)
-    else:
-      raise UserError(f'points file {path!r} must end in .csv or .npy')
-  except UserError:
-    raise
-  except Exception as e:
-    raise UserError(f'cannot read points file {path!r} ({type(e).__name__}: '
-                    f'{str(e).splitlines()[0] if str(e) else ""}); expect rows of x,y numbers') from None
-  pts = np.asarray(pts, np.float64)
-  if pts.ndim != 2 or pts.shape[1] != 2:
-    raise UserError(f'points file {path!r} has shape {pts.shape}; expect [N, 2] (x, y per row)')
-  if len(pts) < 2 or not np.isfinite(pts).all():
-    raise UserError(f'points file {path!r} needs at least 2 finite points, got {len(pts)} rows')
+    raise UserError(f'points file {path!r} not found; pass data.path=FILE (.csv, .txt or .npy)')
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix not in POINTS_SUFFIXES:
+    raise UserError(f'points file {path!r} must end in .csv, .txt or .npy')
+  header = ''
+  if suffix == '.npy':
+    pts = _read_npy(path)
+    numbers, where, base = np.arange(len(pts)), 'row', ' (0-based)'
+  else:
+    pts, numbers, header = _read_text(path)
+    where, base = 'line', ''
+  if len(pts) < 2:
+    found = {0: 'no points', 1: 'only 1 point'}[len(pts)]
+    after = f' after the header line {header[:40]!r}' if header else ''
+    raise UserError(f'points file {path!r} has {found}{after}; it needs at least 2 rows of '
+                    'x, y numbers')
+  bad = numbers[~np.isfinite(pts).all(1)]
+  if len(bad):
+    shown = ', '.join(map(str, bad[:_SHOWN_ROWS])) + (', ...' if len(bad) > _SHOWN_ROWS else '')
+    many = 's' if len(bad) > 1 else ''
+    raise UserError(f'points file {path!r} has {len(bad)} of {len(pts)} rows with NaN or inf, '
+                    f'at {where}{many} {shown}{base}; fix or remove them')
   return pts.astype(np.float32)
 
 
-def _is_number_row(line: str) -> bool:
+def _read_npy(path: str) -> np.ndarray:
   try:
-    [float(v) for v in line.strip().split(',')]
-    return True
-  except ValueError:
-    return False
+    pts = np.asarray(np.load(path, allow_pickle=False), np.float64)
+  except Exception as e:  # numpy reports damaged files with several exception types
+    raise UserError(f'cannot read points file {path!r} ({type(e).__name__}: {first_line(e)}); '
+                    'save an [N, 2] float array with np.save') from None
+  if pts.ndim != 2 or pts.shape[1] != 2:
+    raise UserError(f'points file {path!r} has shape {pts.shape}; expect [N, 2] (x, y per row)')
+  return pts
+
+
+def _read_text(path: str) -> tuple[np.ndarray, np.ndarray, str]:
+  """([N, 2] float64 points, [N] their 1-based line numbers, the header line or '')."""
+  rows, numbers, header = [], [], ''
+  try:
+    with open(path, encoding='utf-8') as f:
+      lines = list(f)
+  except (UnicodeDecodeError, OSError) as e:
+    raise UserError(f'cannot read points file {path!r} ({type(e).__name__}: {first_line(e)}); '
+                    'expect a text file with rows of x, y numbers') from None
+  for number, line in enumerate(lines, 1):
+    text = line.split('#', 1)[0].strip()
+    if not text:
+      continue
+    try:
+      values = [float(v) for v in re.split(r'[,\s]+', text)]
+    except ValueError:
+      if not rows and not header:  # a header line before the first point
+        header = text
+        continue
+      raise UserError(f'cannot read points file {path!r}: line {number} is not numbers '
+                      f'({text[:40]!r}); expect rows of x, y numbers') from None
+    if len(values) != 2:
+      raise UserError(f'points file {path!r} has {len(values)} values on line {number}; '
+                      'expect [N, 2] (x, y per row)')
+    rows.append(values)
+    numbers.append(number)
+  return np.array(rows, np.float64).reshape(-1, 2), np.array(numbers, np.int64), header
 
 
 def points(path: str) -> Source2D:

@@ -21,7 +21,7 @@ from common import distributed
 from common import rng as rng_lib
 from common.errors import UserError, unknown_name
 from common.loop import prepare
-from common.writers import MetricWriter
+from common.writers import FIGURE_DPI, MetricWriter
 from transfer import data as data_lib
 from transfer import features, freeze, loop, pretrain, resnet
 from transfer import weights as weights_lib
@@ -71,7 +71,7 @@ def _linear_probe(config: ml_collections.ConfigDict, weights: str, style: str) -
   te = features.cached_features(config.features.dir, f'{data.test_key}-{key}', model, variables,
                                 style, data.test, config.data.eval_batch_size)
   out = features.linear_probe(*tr, *te)
-  return {'mode': LINEAR_PROBE, 'seed': config.seed, 'top1': out['top1'], 'top5': float('nan'),
+  return {'mode': LINEAR_PROBE, 'seed': config.seed, 'top1': out['top1'],
           'train_seconds': time.perf_counter() - t0}
 
 
@@ -81,20 +81,27 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def aggregate(rows: list[dict], modes: list[str]) -> list[dict]:
-  """Per mode: n, top-1/top-5 mean and std over seeds, and the gap to scratch paired by seed."""
+  """Per mode: n, top-1 (and top-5 where runs report it) mean and std over seeds, and the gap
+  to scratch paired by seed.
+
+  Runs report top-5 only with more than 5 classes (transfer.evaluate); without it the table
+  has no top-5 columns at all, and a mode without it (the linear probe) gets NaN there.
+  """
   scratch = {r['seed']: r['top1'] for r in rows if r['mode'] == 'scratch'}
+  with_top5 = any(r.get('top5') is not None for r in rows)
   out = []
   for mode in modes:
     mine = [r for r in rows if r['mode'] == mode]
     if not mine:
       continue
     top1, top1_std = _stats([r['top1'] for r in mine])
-    top5, top5_std = _stats([r['top5'] for r in mine])
+    row = {'mode': mode, 'n_seeds': len(mine), 'top1_mean': top1, 'top1_std': top1_std}
+    if with_top5:
+      top5 = [r['top5'] for r in mine if r.get('top5') is not None]
+      row['top5_mean'], row['top5_std'] = _stats(top5) if top5 else (float('nan'),) * 2
     gaps = [r['top1'] - scratch[r['seed']] for r in mine if r['seed'] in scratch]
     gap, gap_std = _stats(gaps) if gaps and mode != 'scratch' else (float('nan'), float('nan'))
-    out.append({'mode': mode, 'n_seeds': len(mine), 'top1_mean': top1, 'top1_std': top1_std,
-                'top5_mean': top5, 'top5_std': top5_std, 'gap_vs_scratch_mean': gap,
-                'gap_vs_scratch_std': gap_std,
+    out.append({**row, 'gap_vs_scratch_mean': gap, 'gap_vs_scratch_std': gap_std,
                 'train_seconds_mean': float(np.mean([r['train_seconds'] for r in mine]))})
   return out
 
@@ -112,22 +119,27 @@ def write_results(workdir: str, table: list[dict], config: ml_collections.Config
     for row in table:
       w.writerow({k: (f'{v:.6g}' if isinstance(v, float) else v) for k, v in row.items()})
   d = config.data
+  top5 = 'top5_mean' in table[0]
+  accuracy = 'top-1 / top-5' if top5 else 'top-1'
   lines = [
       f'# Transfer ablation: {config.model.arch} ({config.model.style}) on {d.name}'
       + (f' {d.classes}' if d.name == 'digits' else ''),
       '',
       f'Weights: `{config.model.weights or "random init"}`; '
-      f'{d.train_per_class or "all"} labelled examples per class; top-1 / top-5 test accuracy '
+      f'{d.train_per_class or "all"} labelled examples per class; {accuracy} test accuracy '
       f'in %, mean ± std over seeds; gap = mode minus scratch, paired by seed.',
       '',
-      '| mode | n seeds | top-1 | top-5 | gap vs scratch (top-1) | train s / run |',
-      '|---|---|---|---|---|---|',
+      '| mode | n seeds | top-1 |' + (' top-5 |' if top5 else '')
+      + ' gap vs scratch (top-1) | train s / run |',
+      '|---|---|---|' + ('---|' if top5 else '') + '---|---|',
   ]
   for r in table:
-    lines.append(f'| {r["mode"]} | {r["n_seeds"]} | {_pct(r["top1_mean"], r["top1_std"])} | '
-                 f'{_pct(r["top5_mean"], r["top5_std"])} | '
-                 f'{_pct(r["gap_vs_scratch_mean"], r["gap_vs_scratch_std"])} | '
-                 f'{r["train_seconds_mean"]:.1f} |')
+    cells = [r['mode'], str(r['n_seeds']), _pct(r['top1_mean'], r['top1_std'])]
+    if top5:
+      cells.append(_pct(r['top5_mean'], r['top5_std']))
+    cells += [_pct(r['gap_vs_scratch_mean'], r['gap_vs_scratch_std']),
+              f'{r["train_seconds_mean"]:.1f}']
+    lines.append('| ' + ' | '.join(cells) + ' |')
   lines += ['', f'Wall time of this invocation: {wall_seconds:.0f} s '
             f'({jax.devices()[0].platform}, {jax.device_count()} device(s)).', '']
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
@@ -154,7 +166,7 @@ def _bar_plot(path: str, table: list[dict], config: ml_collections.ConfigDict) -
   ax.set_title(f'{config.model.arch} on {config.data.name}: mean ± std over {n} seeds')
   fig.tight_layout()
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=FIGURE_DPI)
   plt.close(fig)
 
 
@@ -176,8 +188,10 @@ def run_ablation(config: ml_collections.ConfigDict, workdir: str) -> dict:
         rows.append(_linear_probe(cell, weights, style))
       else:
         summary, _ = loop.run(cell, os.path.join(workdir, 'runs', f'{mode}-seed{seed}'))
-        rows.append({'mode': mode, 'seed': seed, 'top1': summary['top1'], 'top5': summary['top5'],
+        rows.append({'mode': mode, 'seed': seed, 'top1': summary['top1'],
                      'train_seconds': summary['train_seconds']})
+        if summary.get('top5') is not None:  # only with more than 5 classes
+          rows[-1]['top5'] = summary['top5']
       r = rows[-1]
       if distributed.is_main():
         print(f'{mode:>18s} seed {seed}: top-1 {100 * r["top1"]:.1f}%', flush=True)

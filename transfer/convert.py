@@ -21,13 +21,13 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from common import torch_files
+from common import file_kinds, torch_files
 from common.errors import UserError, first_line, unknown_name
 from transfer import resnet
 
@@ -108,9 +108,9 @@ def _read_keras(path: Path, arch: str) -> dict[str, np.ndarray]:
   except UserError:
     raise
   except Exception as e:  # h5py reports damage as OSError, KeyError, ...
-    raise UserError(f'weights file {path} is corrupt or not an HDF5 file '
-                    f'({type(e).__name__}: {first_line(e)}); download it '
-                    f'again') from None
+    why = ('shorter than its header says' if 'truncated file' in str(e)
+           else f'{type(e).__name__}: {file_kinds.brief(e)}')
+    raise file_kinds.unreadable(path, 'hdf5', why) from None
   raise UserError(f'weights file {path} is neither a legacy Keras .h5 nor a '
                   f'Keras 3 .weights.h5 file; save it with '
                   f'model.save_weights("x.weights.h5")')
@@ -260,7 +260,7 @@ def from_torchvision(path: str | os.PathLike, arch: str,
   """
   resnet.arch_spec(arch, 'torchvision')
   path = _require_file(path)
-  if path.suffix not in ('.pth', '.pt', '.safetensors'):
+  if path.suffix not in TORCHVISION_SUFFIXES:
     raise UserError(f'weights file {path} has suffix {path.suffix!r}; '
                     f'torchvision weights must be .pth, .pt or .safetensors')
   torch_files.check_name_hash(path)
@@ -282,7 +282,7 @@ def from_keras(path: str | os.PathLike, arch: str,
   """
   resnet.arch_spec(arch, 'keras')
   path = _require_file(path)
-  if path.suffix not in ('.h5', '.hdf5'):
+  if path.suffix not in KERAS_SUFFIXES:
     raise UserError(f'weights file {path} has suffix {path.suffix!r}; Keras '
                     f'weights must be .h5 or .weights.h5')
   _verify_keras_md5(path)
@@ -369,8 +369,8 @@ def _describe(names: list[str], what: str) -> str:
   return f'{len(names)} {what} ({shown}{more})'
 
 
-def _guess_arch(source: Mapping[str, np.ndarray], style: str) -> str | None:
-  """Which registered arch the source's block counts describe, if any."""
+def _guess_arch(source: Collection[str], style: str) -> str | None:
+  """Which registered arch the source's tensor names (their block counts) describe, if any."""
   pattern = (re.compile(r'^layer(\d)\.(\d+)\.') if style == 'torchvision'
              else re.compile(r'^conv(\d)_block(\d+)_'))
   first_stage, first_block = (1, 0) if style == 'torchvision' else (2, 1)
@@ -386,6 +386,25 @@ def _guess_arch(source: Mapping[str, np.ndarray], style: str) -> str | None:
         and (spec.block == 'bottleneck') == bottleneck):
       return arch
   return None
+
+
+TORCHVISION_SUFFIXES = ('.pth', '.pt', '.safetensors')
+KERAS_SUFFIXES = ('.h5', '.hdf5')
+
+
+def file_arch(path: str | os.PathLike, style: str, arch: str) -> str | None:
+  """The registered arch an original weights file holds, judged by its tensor names alone.
+
+  No model is built; torch and safetensors values are not even read. `arch` (the one asked for)
+  only names the layers of a Keras 3 file whose depth fits no ResNet. None: no ResNet fits, and
+  converting the file would list what is missing and unused.
+  """
+  path = _require_file(path)
+  if style == 'torchvision':
+    names = torch_files.tensor_names(path)
+  else:
+    names = list(_read_keras(path, arch))
+  return _guess_arch(names, style)
 
 
 # ----------------------------------------------------------------------------
@@ -422,22 +441,33 @@ def save_converted(out_dir: str | os.PathLike, variables: Variables,
   return out_dir
 
 
-def load_converted(directory: str | os.PathLike
-                   ) -> tuple[Variables, dict[str, Any]]:
-  """Reads a `save_converted` directory -> (variables, metadata)."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  directory = Path(directory).absolute()
-  meta_path = directory / METADATA_FILE
+def read_metadata(directory: str | os.PathLike) -> dict[str, Any]:
+  """A `save_converted` directory's metadata.json (arch, style, include_top, num_classes, ...)."""
+  meta_path = Path(directory) / METADATA_FILE
   if not meta_path.is_file():
     raise UserError(f'{directory} has no {METADATA_FILE}; convert weights with '
                     f'python -m launch.convert first')
   try:
     meta = json.loads(meta_path.read_text())
-    fields = [meta[k] for k in ('arch', 'num_classes', 'style', 'include_top')]
-  except (ValueError, KeyError, TypeError) as e:
+  except ValueError as e:
     raise UserError(f'{meta_path} is corrupt ({type(e).__name__}: '
                     f'{first_line(e)}); convert the weights again') from None
-  arch, num_classes, style, include_top = fields
+  required = ('arch', 'num_classes', 'style', 'include_top')
+  missing = [k for k in required if not isinstance(meta, dict) or k not in meta]
+  if missing:
+    raise UserError(f'{meta_path} is corrupt (it lacks {", ".join(missing)}); convert the '
+                    f'weights again')
+  return meta
+
+
+def load_converted(directory: str | os.PathLike
+                   ) -> tuple[Variables, dict[str, Any]]:
+  """Reads a `save_converted` directory -> (variables, metadata)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  directory = Path(directory).absolute()
+  meta = read_metadata(directory)
+  arch, num_classes, style, include_top = (
+      meta[k] for k in ('arch', 'num_classes', 'style', 'include_top'))
   resnet.create_model(arch, num_classes, style, include_top)  # validates
   target = resnet.abstract_variables(arch, style, num_classes, include_top)
   try:

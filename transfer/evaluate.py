@@ -1,4 +1,5 @@
-"""Classification evaluation: top-1/top-5, per-class accuracy, confusion matrix PNG."""
+"""Classification evaluation: top-1/top-5 (top-5 with more than 5 classes only), per-class
+accuracy, confusion matrix PNG."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from common.sharding import pad_shard_unpad
+from common.writers import FIGURE_DPI
 
 
 def predict(logits_fn: Callable[[np.ndarray], object], source, batch_size: int = 128
@@ -34,24 +36,30 @@ def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: i
   return cm
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
-  """top1, top5 (top-k with k = min(5, classes)), loss, per-class accuracy and confusion.
+TOP_K = 5
 
-  Per-class accuracy is NaN for a class absent from `labels`.
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+  """top1, top5, loss, per-class accuracy and confusion.
+
+  top5 is None unless there are more than 5 classes: with 5 or fewer every label is among the
+  top 5 and the number (always 1.0) says nothing, so tables and summaries leave it out. Per-class
+  accuracy is NaN for a class absent from `labels`.
   """
   logits = np.asarray(logits, np.float64)
   labels = np.asarray(labels)
-  k = min(5, num_classes)
-  topk = np.argsort(-logits, axis=1, kind='stable')[:, :k]
+  topk = np.argsort(-logits, axis=1, kind='stable')[:, :TOP_K]
   shifted = logits - logits.max(axis=1, keepdims=True)
   log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
   cm = confusion_matrix(topk[:, 0], labels, num_classes)
   support = cm.sum(axis=1)
   with np.errstate(invalid='ignore', divide='ignore'):
     per_class = np.where(support > 0, np.diag(cm) / support, np.nan)
+  top5 = (float(np.mean(np.any(topk == labels[:, None], axis=1)))
+          if num_classes > TOP_K else None)
   return {
       'top1': float(np.mean(topk[:, 0] == labels)),
-      'top5': float(np.mean(np.any(topk == labels[:, None], axis=1))),
+      'top5': top5,
       'loss': float(-np.mean(log_probs[np.arange(len(labels)), labels])),
       'per_class': per_class,
       'confusion': cm,
@@ -84,5 +92,5 @@ def save_confusion_png(path: str, confusion: np.ndarray, class_names: Sequence[s
   ax.set_title(title or 'confusion matrix')
   fig.tight_layout()
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=FIGURE_DPI)
   plt.close(fig)

@@ -7,7 +7,6 @@ torchvision/Keras file, '' for a random init, or 'pretrain' (the embedded source
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 import jax
@@ -33,10 +32,8 @@ def resolve_weights(config: ml_collections.ConfigDict, path: str | None = None
     raise UserError("model.weights='pretrain' is made by transfer.train.train_and_evaluate "
                     '(python -m launch.transfer); resolve it there or name converted weights')
   style = m.style
-  meta_path = os.path.join(path, 'metadata.json')
-  if os.path.isdir(path) and os.path.exists(meta_path):
-    with open(meta_path) as fh:
-      meta = json.load(fh)
+  if os.path.isfile(os.path.join(path, convert.METADATA_FILE)):
+    meta = convert.read_metadata(path)
     style = meta.get('preprocess_style', meta.get('style', style))
   return path, style
 
@@ -76,13 +73,49 @@ def init_variables(model: resnet.ResNet, config: ml_collections.ConfigDict, weig
   return {'params': params, 'batch_stats': loaded['batch_stats']}
 
 
+def check_weights(config: ml_collections.ConfigDict) -> None:
+  """Refuses `model.weights` made for another arch or style than the config's, up front.
+
+  A converted directory is judged by its metadata.json; an original file by its tensor names
+  (a safetensors header, a memory-mapped torch file, Keras HDF5 layer names), without building
+  a model, so a mismatch is reported before data loading and compilation. Random init,
+  'pretrain' (made for the config's own arch) and scratch runs have nothing to check.
+  """
+  m = config.model
+  path = m.weights
+  if config.mode == 'scratch' or not path or path == PRETRAIN:
+    return
+  if os.path.isdir(path):
+    meta = convert.read_metadata(path)
+    found, what = (meta['arch'], meta['style']), 'says its metadata.json'
+  elif os.path.isfile(path):
+    suffixes = (convert.TORCHVISION_SUFFIXES if m.style == 'torchvision'
+                else convert.KERAS_SUFFIXES)
+    if not path.endswith(suffixes):
+      return  # loading names the suffixes this style reads
+    resnet.arch_spec(m.arch, m.style)  # an unknown arch or style is its own error
+    arch = convert.file_arch(path, m.style, m.arch)
+    if arch is None:
+      return  # no ResNet fits: loading lists the missing and unused tensors
+    found, what = (arch, m.style), 'judged by its tensor names'
+  else:
+    raise UserError(f'model.weights {path} not found; pass a directory made by '
+                    'python -m launch.convert or an original .pth/.safetensors/.h5 file')
+  if found == (m.arch, m.style):
+    return
+  fix = ' '.join(f'--config.model.{key}={value}' for key, value, want in
+                 (('arch', found[0], m.arch), ('style', found[1], m.style)) if value != want)
+  raise UserError(f'model.weights {path} holds {found[0]} ({found[1]}) weights ({what}) but '
+                  f'the config asks for {m.arch} ({m.style}); set {fix}, or give {m.arch} '
+                  f'({m.style}) weights')
+
+
 def check_head(config: ml_collections.ConfigDict, weights: str, num_classes: int) -> None:
   """include_top with a converted directory: compare class counts before any heavy work."""
-  meta_path = os.path.join(weights, 'metadata.json') if weights else ''
+  meta_path = os.path.join(weights, convert.METADATA_FILE) if weights else ''
   if not (config.model.include_top and os.path.isfile(meta_path)):
     return  # original weight files are checked when they are loaded
-  with open(meta_path) as fh:
-    meta = json.load(fh)
+  meta = convert.read_metadata(weights)
   if not meta.get('include_top'):
     raise UserError(f'the weights in {weights} have no classifier head; set '
                     'model.include_top=False to train a new head')

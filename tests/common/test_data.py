@@ -1,4 +1,6 @@
 """grain batches: deterministic, epoch-reshuffled, resumable from the saved state, shardable."""
+import logging
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,15 @@ def test_bad_batch_sizes():
     data.batched(_source(50), 9, seed=0, shard_count=2)
 
 
-def test_missing_tfds_dataset_names_the_build_command(tmp_path):
-  with pytest.raises(UserError, match='tfds build mnist --file_format=array_record'):
+def test_missing_tfds_dataset_names_the_build_command(tmp_path, caplog):
+  caplog.set_level(logging.DEBUG)
+  with pytest.raises(UserError) as info:
     data.tfds_source('mnist', 'train', data_dir=str(tmp_path))
+  message = str(info.value)
+  assert '\n' not in message
+  assert f"TFDS dataset 'mnist' is not prepared in {tmp_path}" in message
+  assert 'tfds build mnist --file_format=array_record' in message
+  assert '--config.data.data_dir=DIR' in message
+  # TFDS's own warnings about the empty directory would print before the one error line.
+  assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+  assert logging.getLogger('absl').level == logging.NOTSET  # the silence ends with the lookup

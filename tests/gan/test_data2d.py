@@ -1,4 +1,6 @@
 """2D sources: shapes, statistics that define them, and the points-file reader."""
+import warnings
+
 import jax
 import numpy as np
 import pytest
@@ -47,18 +49,53 @@ def test_points_csv_with_header_and_npy(tmp_path):
     assert src.num_points == 3
 
 
+def test_points_txt_whitespace_or_comma_with_comments(tmp_path):
+  path = tmp_path / 'p.txt'
+  path.write_text('# exported points\n0.1  0.2\n\n0.3\t0.4  # a comment\n0.5,0.6\n')
+  np.testing.assert_array_equal(data2d.load_points(str(path)),
+                                np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], np.float32))
+
+
 @pytest.mark.parametrize('content,suffix,match', [
-    ('1,2,3\n4,5,6\n', '.csv', 'expect .N, 2.'),
-    ('a,b\nx,y\n', '.csv', 'cannot read points file'),
-    ('0.1,0.2\n', '.csv', 'at least 2'),
-    ('1 2\n', '.txt', 'must end in .csv or .npy'),
+    ('1,2,3\n4,5,6\n', '.csv', r'has 3 values on line 1; expect \[N, 2\]'),
+    ('a,b\nx,y\n', '.csv', "cannot read points file .*: line 2 is not numbers \\('x,y'\\)"),
+    ('0.1,0.2\n', '.csv', 'has only 1 point; it needs at least 2'),
+    ('', '.csv', 'has no points; it needs at least 2'),
+    ('# only a comment\n', '.txt', 'has no points'),
+    ('1 2\n', '.dat', 'must end in .csv, .txt or .npy'),
     (b'\x93NUMPY garbage', '.npy', 'cannot read points file'),
 ])
 def test_malformed_points_files(tmp_path, content, suffix, match):
   path = tmp_path / ('p' + suffix)
   path.write_bytes(content if isinstance(content, bytes) else content.encode())
-  with pytest.raises(UserError, match=match):
+  with pytest.raises(UserError, match=match) as info:
     data2d.get_source('points', str(path))
+  assert '\n' not in str(info.value)
+
+
+def test_empty_csv_warns_nothing(tmp_path):
+  path = tmp_path / 'p.csv'
+  path.write_text('')
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    with pytest.raises(UserError, match='has no points'):
+      data2d.load_points(str(path))
+
+
+def test_non_finite_rows_are_refused_by_line_and_row(tmp_path):
+  pts = np.random.default_rng(0).random((100, 2))
+  pts[41] = np.nan
+  csv, npy = tmp_path / 'p.csv', tmp_path / 'p.npy'
+  csv.write_text('x,y\n' + '\n'.join(f'{a},{b}' for a, b in pts))
+  np.save(npy, pts)
+  with pytest.raises(UserError, match=r'has 1 of 100 rows with NaN or inf, at line 43; fix or '):
+    data2d.load_points(str(csv))  # line 43: the header is line 1
+  with pytest.raises(UserError, match=r'at row 41 \(0-based\)'):
+    data2d.load_points(str(npy))
+  pts[[3, 7, 20, 21, 50, 90]] = np.inf
+  np.save(npy, pts)
+  with pytest.raises(UserError, match=r'has 7 of 100 rows .* at rows 3, 7, 20, 21, 41, \.\.\.'):
+    data2d.load_points(str(npy))
 
 
 def test_unknown_distribution_and_missing_file():

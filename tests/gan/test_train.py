@@ -202,7 +202,12 @@ def test_bad_points_files_and_batch_larger_than_data(tmp_path, capsys):
   _expect_exit_2(capsys, base, 'larger than the points file')
   bad = tmp_path / 'bad.csv'
   bad.write_text('1;2\n3;4\n')
-  _expect_exit_2(capsys, base[:2] + [f'--config.data.path={bad}'], 'cannot read points file')
+  _expect_exit_2(capsys, base[:2] + [f'--config.data.path={bad}'],
+                 "cannot read points file {!r}: line 2 is not numbers ('3;4')".format(str(bad)))
+  nan = tmp_path / 'nan.csv'
+  nan.write_text('0.1,0.2\nnan,0.4\n0.5,0.5\n')
+  _expect_exit_2(capsys, base[:2] + [f'--config.data.path={nan}'],
+                 'has 1 of 3 rows with NaN or inf, at line 2; fix or remove them')
   _expect_exit_2(capsys, base[:2] + ['--config.data.path=missing.npy'], 'not found')
   digits = ['--config=gan/configs/dcgan_digits.py:quick', f'--workdir={tmp_path}/d',
             '--config.data.batch_size=5000']

@@ -97,17 +97,83 @@ def test_truncated_file_names_the_file(tmp_path, r18, suffix):
   arch = 'resnet50' if suffix == '.h5' else 'resnet18'
   with pytest.raises(UserError) as info:
     reader(cut, arch)
-  _assert_one_line(str(info.value), f'weights file {cut}', 'corrupt')
+  _assert_one_line(str(info.value), f'weights file {cut} is corrupt or truncated (',
+                   'download it again')
 
 
 @pytest.mark.parametrize('suffix', ['.pth', '.safetensors', '.h5'])
 def test_garbage_file_is_corrupt(tmp_path, suffix):
   path = tmp_path / f'garbage{suffix}'
-  path.write_bytes(os.urandom(3000))
+  path.write_bytes(b'\x00' + os.urandom(4999))  # no format starts with a zero byte
   reader = convert.from_keras if suffix == '.h5' else convert.from_torchvision
   with pytest.raises(UserError) as info:
     reader(path, 'resnet50')
-  _assert_one_line(str(info.value), f'weights file {path}', 'corrupt')
+  _assert_one_line(str(info.value), f'weights file {path} is corrupt or not a',
+                   'match no weights format', 'download it again')
+  assert 'code' not in str(info.value)
+
+
+@pytest.mark.parametrize('suffix', ['.pth', '.safetensors', '.h5'])
+def test_empty_file_says_empty(tmp_path, suffix):
+  path = tmp_path / f'empty{suffix}'
+  path.write_bytes(b'')
+  reader = convert.from_keras if suffix == '.h5' else convert.from_torchvision
+  with pytest.raises(UserError) as info:
+    reader(path, 'resnet50')
+  _assert_one_line(str(info.value), f'weights file {path} is empty (0 bytes)')
+
+
+def _other_format(path: Path, kind: str) -> None:
+  if kind == 'torch':
+    torch.save({'w': torch.ones(2)}, path)
+  elif kind == 'safetensors':
+    save_file({'w': torch.ones(2)}, str(path))
+  elif kind == 'hdf5':
+    with h5py.File(path, 'w') as f:
+      f['w'] = np.ones(2)
+  else:  # a plain pickle
+    import pickle  # pylint: disable=g-import-not-at-top
+    path.write_bytes(pickle.dumps({'w': np.ones(2)}, protocol=4))
+
+
+@pytest.mark.parametrize('suffix, kind, expected', [
+    ('.pth', 'safetensors', 'is a safetensors file, not a torch file; name it *.safetensors'),
+    ('.pth', 'hdf5', 'is an HDF5 (Keras) file, not a torch file; read it as Keras weights'),
+    ('.pth', 'pickle', 'is a plain Python pickle, not a torch file; save the weights with '
+     'torch.save'),
+    ('.safetensors', 'torch', 'is a torch file (torch.save), not a safetensors file; name it '
+     '*.pth'),
+    ('.h5', 'torch', 'is a torch file (torch.save), not an HDF5 file; read it as torchvision'),
+])
+def test_file_of_another_format_is_named(tmp_path, suffix, kind, expected):
+  path = tmp_path / f'other{suffix}'
+  _other_format(path, kind)
+  reader = convert.from_keras if suffix == '.h5' else convert.from_torchvision
+  with pytest.raises(UserError) as info:
+    reader(path, 'resnet50')
+  _assert_one_line(str(info.value), f'weights file {path} {expected}')
+
+
+@pytest.mark.parametrize('value, expected', [
+    ([torch.ones(2)], 'holds a list, not a state_dict'),
+    ({'state': {}, 'param_groups': []}, 'is a torch file without tensors (keys: state, '
+     'param_groups), not a model state_dict'),
+])
+def test_torch_file_of_the_wrong_kind(tmp_path, value, expected):
+  torch.save(value, tmp_path / 'other.pth')
+  with pytest.raises(UserError) as info:
+    convert.from_torchvision(tmp_path / 'other.pth', 'resnet18')
+  _assert_one_line(str(info.value), expected)
+  assert 'corrupt' not in str(info.value) and 'code' not in str(info.value)
+
+
+def test_pickled_model_is_refused_as_a_model(tmp_path):
+  torch.save(torch.nn.Linear(2, 2), tmp_path / 'model.pth')
+  with pytest.raises(UserError) as info:
+    convert.from_torchvision(tmp_path / 'model.pth', 'resnet18')
+  _assert_one_line(str(info.value), 'holds a whole pickled model '
+                   '(torch.nn.modules.linear.Linear), which contains code and was refused',
+                   'save model.state_dict()')
 
 
 class _Payload:
@@ -130,7 +196,8 @@ def test_pickle_with_code_is_refused(tmp_path, r18):
   assert not marker.exists()
   with pytest.raises(UserError) as info:
     convert.from_torchvision(tmp_path / 'evil.pth', 'resnet18')
-  _assert_one_line(str(info.value), 'evil.pth contains code and was refused')
+  _assert_one_line(str(info.value), 'evil.pth contains code and was refused (it would load ',
+                   'mkdir)')
   assert not marker.exists()
 
 

@@ -84,6 +84,16 @@ def test_missing_weights_file_refused(tmp_path):
     inception.convert_pytorch_fid(str(tmp_path / 'nope.pth'))
 
 
+def test_corrupt_weights_file_refused_as_corrupt(tmp_path):
+  path = tmp_path / 'pt_inception.pth'
+  path.write_bytes(b'\x00' + bytes(range(256)) * 20)  # bytes of no weights format
+  with pytest.raises(UserError) as info:
+    inception.convert_pytorch_fid(str(path))
+  msg = str(info.value)
+  assert '\n' not in msg and 'code' not in msg
+  assert f'weights file {path} is corrupt or not a torch file' in msg
+
+
 def test_check_images_accepts_nhwc_floats_and_tiles_gray():
   out = inception.check_images(np.full((2, 8, 8, 1), 0.5, np.float64))
   assert out.shape == (2, 8, 8, 3) and out.dtype == np.float32
