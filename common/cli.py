@@ -159,4 +159,4 @@ def print_summary(workdir: str, summary: Mapping[str, object], files: str) -> No
   """Where the results went, then the summary's scalars on one line."""
   print(f'results in {workdir}: {files}')
   print(' '.join(f'{k}={_value(v)}' for k, v in summary.items()
-                 if not isinstance(v, (dict, list))))
+                 if v is not None and not isinstance(v, (dict, list))))

@@ -66,6 +66,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.mode == 'partial' and not 1 <= f.trainable_stages <= 4:
     raise UserError(f'freeze.trainable_stages must be in 1..4, got {f.trainable_stages}')
   resnet.arch_spec(m.arch, m.style)
+  weights_lib.check_weights(config)  # a mismatched file is named now, not after the data loads
   if m.weights and m.weights != weights_lib.PRETRAIN and not os.path.exists(m.weights):
     raise UserError(f'weights {m.weights!r} not found; convert them with python -m launch.convert '
                     'or fix model.weights')
@@ -126,7 +127,9 @@ def _evaluate(ctx: _Context, state: dict, backbone_unchanged: bool) -> dict:
 
 
 def _test_row(m: dict) -> dict:
-  return {'test_top1': m['top1'], 'test_top5': m['top5'], 'test_loss': m['loss']}
+  """Test metrics for metrics.jsonl; top-5 only where there are more than 5 classes."""
+  top5 = {} if m['top5'] is None else {'test_top5': m['top5']}
+  return {'test_top1': m['top1'], **top5, 'test_loss': m['loss']}
 
 
 def _mean_rows(rows: list[dict]) -> dict:
@@ -206,7 +209,7 @@ def _summary(run: Run, ctx: _Context, state: dict, train_seconds: float) -> dict
   rate = run.throughput.rate()
   return {
       'step': run.step, 'mode': config.mode, 'seed': config.seed, 'top1': m['top1'],
-      'top5': m['top5'], 'test_loss': m['loss'],
+      **({} if m['top5'] is None else {'top5': m['top5']}), 'test_loss': m['loss'],
       'per_class_accuracy': {str(n): _finite(a) for n, a in zip(names, m['per_class'])},
       'phases': [p.name for p in ctx.phases], 'cached_features': [bool(c) for c in ctx.cached],
       'num_train': len(ctx.data.train), 'num_test': len(ctx.data.test), 'weights': ctx.weights,
