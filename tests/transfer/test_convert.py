@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from common import torch_reference
 from common.errors import UserError
 from tests.transfer import refs  # noqa: F401  (keras' JAX backend, one torch thread)
-from transfer import convert, resnet
+from transfer import convert, keras_files, resnet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 10
@@ -291,8 +291,8 @@ def test_keras_md5_table_matches_installed_keras():
   for arch in ('resnet50', 'resnet101', 'resnet152'):
     top, notop = keras_resnet.WEIGHTS_HASHES[arch]
     base = f'{arch}_weights_tf_dim_ordering_tf_kernels'
-    assert convert.KERAS_MD5[f'{base}.h5'] == top
-    assert convert.KERAS_MD5[f'{base}_notop.h5'] == notop
+    assert keras_files.KERAS_MD5[f'{base}.h5'] == top
+    assert keras_files.KERAS_MD5[f'{base}_notop.h5'] == notop
 
 
 # ----------------------------------------------------------------------------

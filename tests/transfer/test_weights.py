@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from common import torch_reference
 from common.config import load_config
 from common.errors import UserError
-from transfer import convert, resnet, weights
+from transfer import convert, keras_files, resnet, weights
 
 DIGITS = 'transfer/configs/digits.py:fine_tune,quick'
 
@@ -47,7 +47,7 @@ def _torchvision_file(tmp_path, arch, suffix):
 
 def _keras_file(tmp_path, arch):
   """A legacy Keras .h5 with keras.applications layer names for `arch`."""
-  order = convert._keras3_layer_order(resnet.ARCHS[arch])  # pylint: disable=protected-access
+  order = keras_files.keras3_layer_order(resnet.ARCHS[arch])
   path = tmp_path / f'{arch}.h5'
   with h5py.File(path, 'w') as f:
     layers = order['conv2d'] + order['batch_normalization']
