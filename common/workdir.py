@@ -45,12 +45,21 @@ def git_commit() -> str | None:
   return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def check_config_format(record: dict, path: str) -> None:
-  """A config.json written with another layout of config keys cannot be resumed or compared."""
+def read_config(workdir: str, what_to_do: str) -> dict:
+  """The resolved config (a plain dict) recorded in `workdir/config.json`; a file that cannot be
+  read, or was written with another layout of config keys, is a UserError ending `what_to_do`."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path) as f:
+      record = json.load(f)
+    config = record['config']
+  except (OSError, ValueError, KeyError, TypeError):
+    raise UserError(f'{path} is unreadable; {what_to_do}') from None
   if record.get('config_format') != CONFIG_FORMAT:
     raise UserError(f'{path} was written with an older config format (GAN optimiser keys are now '
                     'optim.*, cadence keys train.*); start a new --workdir, or finish this run '
                     'with the advcnn version that made it')
+  return config
 
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
@@ -70,14 +79,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
   path = os.path.join(workdir, 'config.json')
   resolved = config_to_dict(config)
   if os.path.exists(path):
-    try:
-      with open(path) as f:
-        record = json.load(f)
-      old = record['config']
-    except (OSError, ValueError, KeyError, TypeError):
-      raise UserError(f'{path} is unreadable; use a new --workdir') from None
-    check_config_format(record, path)
-    changed = diff_configs(old, resolved)
+    changed = diff_configs(read_config(workdir, 'use a new --workdir'), resolved)
     if changed:
       raise UserError(f'workdir {workdir!r} was made by a different config (differs in: '
                       f'{", ".join(changed[:8])}); use a new --workdir or the original config')

@@ -14,7 +14,7 @@ from common import rng as rng_lib
 from common import sharding
 from common.checkpoint import Checkpointer
 from common.errors import UserError
-from common.workdir import check_config_format
+from common.workdir import read_config
 from common.writers import MetricWriter
 from gan import images
 from gan.configs.base import base_config
@@ -26,16 +26,9 @@ from gan.steps import GanSteps
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config in `workdir/config.json`, on top of today's defaults (new keys)."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
+  if not os.path.isfile(os.path.join(workdir, 'config.json')):
     raise UserError(f'{workdir} has no config.json; pass the --workdir of a launch.gan run')
-  try:
-    with open(path) as f:
-      record = json.load(f)
-    saved = record['config']
-  except (OSError, ValueError, KeyError, TypeError):
-    raise UserError(f'{path} is unreadable; pass the --workdir of a launch.gan run') from None
-  check_config_format(record, path)
+  saved = read_config(workdir, 'pass the --workdir of a launch.gan run')
 
   def tuples(v):  # JSON turned the config's tuples into lists
     return {k: tuples(x) for k, x in v.items()} if isinstance(v, dict) else (
