@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from common.errors import UserError
+from common.errors import UserError, unknown_name
 
 Array = jax.Array
 
@@ -72,7 +72,7 @@ LOSSES: dict[str, Loss] = {
 def get_loss(name: str) -> Loss:
   """The registered objective `name` (see LOSSES)."""
   if name not in LOSSES:
-    raise UserError(f'unknown loss {name!r}: use one of {", ".join(LOSSES)}')
+    raise unknown_name('loss.name', name, LOSSES)
   return LOSSES[name]
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from common.errors import UserError
+from common.errors import UserError, unknown_name
 from common.kernels import batchnorm, resample
 
 Array = jax.Array
@@ -155,7 +155,7 @@ class DownConv(nn.Module):
 
 def _check_activation(name: str) -> None:
   if name not in ACTIVATIONS:
-    raise UserError(f'unknown activation {name!r}: use one of {", ".join(ACTIVATIONS)}')
+    raise unknown_name('model.activation', name, ACTIVATIONS)
 
 
 def _check_positive(what: str, value: int) -> None:
@@ -257,8 +257,7 @@ class DCGANGenerator(nn.Module):
     _check_positive('channels', self.channels)
     _check_positive('features', self.features)
     if self.upsample not in resample.UPSAMPLE_METHODS:
-      raise UserError(f'unknown upsample {self.upsample!r}: use one of '
-                      f'{", ".join(resample.UPSAMPLE_METHODS)}')
+      raise unknown_name('model.upsample', self.upsample, resample.UPSAMPLE_METHODS)
     super().__post_init__()
 
   @nn.compact
@@ -328,11 +327,11 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
   """
   name = model_cfg.get('name')
   if name not in MODELS:
-    raise UserError(f'unknown model {name!r}: use one of {", ".join(MODELS)}')
+    raise unknown_name('model.name', name, MODELS)
   g_cls, d_cls = MODELS[name]
   dtype = str(model_cfg.get('dtype', 'float32'))
   if dtype not in COMPUTE_DTYPES:
-    raise UserError(f'unknown model dtype {dtype!r}: use one of {", ".join(COMPUTE_DTYPES)}')
+    raise unknown_name('model.dtype', dtype, COMPUTE_DTYPES)
   dtype = jnp.dtype(dtype)
   spectral_norm = bool(model_cfg.get('spectral_norm', False))
   data_shape = tuple(data_shape)
@@ -360,4 +359,4 @@ def sample_noise(key: Array, batch: int, noise_dim: int, noise_dist: str = 'unif
     return jax.random.uniform(key, (batch, noise_dim), jnp.float32, -1.0, 1.0)
   if noise_dist == 'gaussian':
     return jax.random.normal(key, (batch, noise_dim), jnp.float32)
-  raise UserError(f'unknown noise distribution {noise_dist!r}: use one of {", ".join(NOISE_DISTS)}')
+  raise unknown_name('model.noise', noise_dist, NOISE_DISTS)

@@ -54,7 +54,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.loss.get('r1_every', 1) < 1:
     raise UserError(f'loss.r1_every must be >= 1 (1 = R1 every round), got {config.loss.r1_every}')
   if config.model.name not in models.MODELS:
-    raise unknown_name('model', config.model.name, models.MODELS)
+    raise unknown_name('model.name', config.model.name, models.MODELS)
   compute_dtype(config.model.dtype)
   if config.model.num_classes < 0:
     raise UserError('model.num_classes must be >= 0 (0: unconditional), got '

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from common.errors import UserError
+from common.errors import unknown_name
 from common.kernels import conv
 
 Array = jax.Array
@@ -74,7 +74,7 @@ def upsample2x(x: Array, kernel: Array, method: str = 'col2im') -> Array:
   (2, 3, 0, 1)) -> [B, 2H, 2W, Cout]. `method` picks the formulation; all are exact.
   """
   if method not in _UPSAMPLERS:
-    raise UserError(f'unknown upsample {method!r}: use one of {", ".join(UPSAMPLE_METHODS)}')
+    raise unknown_name('model.upsample', method, UPSAMPLE_METHODS)
   return _UPSAMPLERS[method](x, kernel)
 
 

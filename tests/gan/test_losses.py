@@ -64,7 +64,7 @@ def test_losses_are_finite_for_extreme_logits(name):
 
 
 def test_get_loss_unknown_name():
-  with pytest.raises(UserError, match='unknown loss .*minimax, ns, lsgan, hinge, wgan'):
+  with pytest.raises(UserError, match='unknown loss.name .*hinge, lsgan, minimax, ns, wgan'):
     losses.get_loss('bce')
 
 

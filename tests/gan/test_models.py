@@ -112,7 +112,7 @@ def _run_abstract(gen, disc, z_shape):
 
 def test_registry_names():
   assert set(models.MODELS) == {'mlp', 'dcgan'}
-  with pytest.raises(UserError, match="unknown model 'vae'.*mlp, dcgan"):
+  with pytest.raises(UserError, match="unknown model.name 'vae'.*dcgan, mlp"):
     models.create_models(_cfg(name='vae'), (2,))
 
 
@@ -175,7 +175,7 @@ def test_dcgan_upsample_methods_agree(method):
 
 
 def test_unknown_upsample_method():
-  with pytest.raises(UserError, match='unknown upsample'):
+  with pytest.raises(UserError, match='unknown model.upsample'):
     models.DCGANGenerator(16, upsample='nearest')
 
 
@@ -230,7 +230,7 @@ def test_mlp_depth_zero_is_affine_and_depth_is_checked():
   assert len(d_vars['params']) == 6
   with pytest.raises(UserError, match='depth must be an integer in 0..5'):
     models.MLPDiscriminator(depth=6)
-  with pytest.raises(UserError, match="unknown activation 'gelu'"):
+  with pytest.raises(UserError, match="unknown model.activation 'gelu'"):
     models.MLPGenerator(activation='gelu')
 
 
@@ -251,7 +251,7 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
   g_vars, _, x, d_vars, _, logits = _run_abstract(gen, disc, (2, 8))
   assert x.dtype == jnp.bfloat16 and logits.dtype == jnp.float32
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((g_vars, d_vars)))
-  with pytest.raises(UserError, match="unknown model dtype 'float8'"):
+  with pytest.raises(UserError, match="unknown model.dtype 'float8'"):
     models.create_models(_cfg(dtype='float8'), (8, 8, 1))
 
 

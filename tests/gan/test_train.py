@@ -183,8 +183,8 @@ def _expect_exit_2(capsys, argv, match):
 @pytest.mark.parametrize('argv,match', [
     (['--config.train.glr=1'], 'unknown config key'),
     (['--config.data.name=spiral'], "unknown dataset 'spiral'; choose one of: cifar10, digits"),
-    (['--config.model.name=resnet'], "unknown model 'resnet'"),
-    (['--config.loss.name=kl'], "unknown loss 'kl'"),
+    (['--config.model.name=resnet'], "unknown model.name 'resnet'"),
+    (['--config.loss.name=kl'], "unknown loss.name 'kl'"),
     (['--config.optim.g_lr=0'], 'optim.g_lr must be positive'),
     (['--config.optim.d_lr=-1e-3'], 'optim.d_lr must be positive'),
     (['--config.data.batch_size=0'], 'data.batch_size must be positive'),
