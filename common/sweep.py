@@ -2,10 +2,12 @@
 
 SPEC is whitespace-separated `field=values` terms; values are comma-separated
 (`loss.name=ns,hinge`) or an integer range `a:b` (Python's half-open range:
-`seed=0:5` is 0..4). Points run as `python -m launch.X` subprocesses, so a
-crash in one point is recorded and the others go on; a point whose
+`seed=0:5` is 0..4). Every point runs `python -m launch.X` as a subprocess, here
+(`executor='local'`) or inside a submitit job (`'slurm'`, `'submitit_local'`), so
+a crash in one point is recorded and the others go on; a point whose
 `summary.json` exists is skipped, and an interrupted one resumes from its
-checkpoints when the sweep is run again.
+checkpoints when the sweep is run again. A point whose loss became NaN/inf is
+"diverged": listed apart, never averaged into the table.
 """
 from __future__ import annotations
 
@@ -13,19 +15,34 @@ import csv
 import ctypes
 import itertools
 import json
-import math
 import os
 import re
 import signal
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Callable, Sequence
 
 import numpy as np
 
 from common.config import load_config
-from common.errors import UserError
+from common.errors import UserError, first_line
+
+EXECUTORS = ('local', 'slurm', 'submitit_local')
+# The --slurm_* flags: name -> (submitit parameter, type, default, help). `submitit_local` uses
+# time_min and gpus_per_node too (its jobs see CUDA_VISIBLE_DEVICES=0..n-1).
+SLURM_PARAMS = {
+    'partition': ('slurm_partition', str, None, 'SLURM partition (default: the cluster\'s).'),
+    'time_min': ('timeout_min', int, 240, 'Time limit of each point\'s job, minutes (also '
+                 'submitit_local); a point cut off resumes when the sweep is rerun.'),
+    'gpus_per_node': ('gpus_per_node', int, 1, 'GPUs for each point\'s job (also '
+                      'submitit_local: CUDA_VISIBLE_DEVICES=0..N-1).'),
+    'cpus_per_task': ('cpus_per_task', int, 8, 'CPU cores for each point\'s job.'),
+    'mem_gb': ('mem_gb', int, 32, 'Memory for each point\'s job, GB.'),
+}
+_NOT_METRICS = ('step', 'rounds_per_sec')
 
 
 def parse_spec(spec: str) -> list[tuple[str, list[str]]]:
@@ -84,6 +101,13 @@ def launcher_for(config_spec: str) -> str:
                   'use a file under gan/configs/ or transfer/configs/')
 
 
+def point_command(module: str, config_spec: str, workdir: str, point: dict[str, str]
+                  ) -> list[str]:
+  """The launch command of one point: the same whichever executor runs it."""
+  return [sys.executable, '-m', module, f'--config={config_spec}', f'--workdir={workdir}',
+          *[f'--config.{k}={v}' for k, v in point.items()]]
+
+
 def _die_with_parent():
   """Children of a killed sweep stop too, so a rerun never races an orphan (Linux)."""
   try:
@@ -92,45 +116,129 @@ def _die_with_parent():
     pass
 
 
-def run_point(module: str, config_spec: str, workdir: str, point: dict[str, str]) -> dict:
-  """Run (or skip, if finished) one point; returns {'status', 'summary' | 'error'}."""
-  summary_path = os.path.join(workdir, 'summary.json')
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      return {'status': 'skipped', 'summary': json.load(f)}
+def run_command(cmd: list[str], workdir: str) -> int:
+  """Run one point's command with its stderr in WORKDIR/stderr.log; returns the exit code.
+  Module-level so that submitit jobs can pickle it by name."""
   os.makedirs(workdir, exist_ok=True)
-  cmd = [sys.executable, '-m', module, f'--config={config_spec}', f'--workdir={workdir}',
-         *[f'--config.{k}={v}' for k, v in point.items()]]
   with open(os.path.join(workdir, 'stderr.log'), 'w') as err:
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_die_with_parent)
-  if proc.returncode == 0 and os.path.exists(summary_path):
-    with open(summary_path) as f:
-      return {'status': 'ran', 'summary': json.load(f)}
-  with open(os.path.join(workdir, 'stderr.log')) as f:
+  return proc.returncode
+
+
+def _read_summary(workdir: str) -> dict | None:
+  path = os.path.join(workdir, 'summary.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _last_error_line(workdir: str) -> str:
+  path = os.path.join(workdir, 'stderr.log')
+  if not os.path.exists(path):
+    return ''
+  with open(path) as f:
     lines = [l.strip() for l in f if l.strip()]
-  return {'status': 'failed', 'error': f'exit {proc.returncode}: ' + (lines[-1] if lines else '')}
+  return lines[-1] if lines else ''
+
+
+def finished_outcome(workdir: str) -> dict | None:
+  """The outcome of a point that has a summary.json (ran or diverged), else None."""
+  summary = _read_summary(workdir)
+  if summary is None:
+    return None
+  if summary.get('diverged'):
+    return {'status': 'diverged', 'reason': str(summary.get('diverged_reason') or 'diverged'),
+            'summary': summary}
+  return {'status': 'ran', 'summary': summary}
+
+
+def outcome_of(workdir: str, returncode: int) -> dict:
+  """Classify a point whose command exited with `returncode`: ran, diverged or failed. A
+  launcher reports divergence with exit 2 and 'NaN/inf' or 'diverged' in its error line."""
+  done = finished_outcome(workdir)
+  if done is not None and (returncode == 0 or done['status'] == 'diverged'):
+    return done
+  err = _last_error_line(workdir)
+  if returncode == 2 and ('NaN/inf' in err or 'diverged' in err):
+    return {'status': 'diverged', 'reason': err.removeprefix('error: ')}
+  return {'status': 'failed', 'error': f'exit {returncode}: {err}'}
+
+
+def numeric_metrics(summary: dict) -> list[str]:
+  """Names of a summary's numeric values that are results (not bookkeeping), sorted."""
+  return sorted(k for k, v in summary.items() if k not in _NOT_METRICS
+                and isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+class SweepLog:
+  """Prints each point's start and end as they happen, with a running count (thread-safe)."""
+
+  def __init__(self, points: list[dict[str, str]], metrics: Sequence[str] | None,
+               write: Callable[[str], None]):
+    self.points, self.metrics, self.write = points, metrics, write
+    self.outcomes: list[dict | None] = [None] * len(points)
+    self.lock = threading.Lock()
+    self.stopped = False
+
+  def stop(self) -> None:
+    """Say nothing more: after an interrupt, the points it cut short are not results."""
+    with self.lock:
+      self.stopped = True
+
+  def _head(self, i: int) -> tuple[str, str]:
+    label = ' '.join(f'{k}={v}' for k, v in self.points[i].items())
+    return f'[{i + 1}/{len(self.points)}]', label
+
+  def start(self, i: int, note: str = '') -> None:
+    tag, label = self._head(i)
+    with self.lock:
+      if not self.stopped:
+        self.write(f'{tag} start {label}' + (f' ({note})' if note else ''))
+
+  def end(self, i: int, outcome: dict, seconds: float | None = None) -> None:
+    tag, label = self._head(i)
+    when = '(finished before)' if outcome.get('skipped') else f'in {seconds:.0f} s'
+    word = {'ran': 'done', 'failed': 'FAILED', 'diverged': 'DIVERGED'}[outcome['status']]
+    with self.lock:
+      if self.stopped:
+        return
+      self.outcomes[i] = outcome
+      self.write(f'{tag} {word} {label} {when}: {self._row(outcome)}')
+      done = [o for o in self.outcomes if o is not None]
+      failed = sum(o['status'] == 'failed' for o in done)
+      diverged = sum(o['status'] == 'diverged' for o in done)
+      self.write(f'{len(done)} of {len(self.points)} done, {failed} failed, {diverged} diverged')
+
+  def _row(self, outcome: dict) -> str:
+    if outcome['status'] == 'failed':
+      return outcome['error']
+    if outcome['status'] == 'diverged':
+      return f'diverged: {outcome["reason"]}'
+    summary = outcome['summary']
+    names = self.metrics if self.metrics is not None else numeric_metrics(summary)
+    return ' '.join(f'{m}={summary[m]:.4g}' if isinstance(summary.get(m), (int, float))
+                    else f'{m}=—' for m in names)
 
 
 def summarise(points: list[dict[str, str]], outcomes: list[dict], metrics: Sequence[str] | None,
               group_out: str = 'seed') -> tuple[list[str], list[dict]]:
-  """Rows of mean ± std over seeds for each configuration (all fields but `group_out`)."""
+  """Rows of mean ± std over seeds for each configuration (all fields but `group_out`); failed
+  and diverged points are counted per row but never averaged."""
   groups: dict[tuple, list[dict]] = {}
   for p, o in zip(points, outcomes):
     key = tuple((k, v) for k, v in p.items() if k != group_out)
     groups.setdefault(key, []).append(o)
+  ok = lambda o: o['status'] in ('ran', 'skipped')
   if metrics is None:
-    names = set()
-    for o in outcomes:
-      if 'summary' in o:
-        names |= {k for k, v in o['summary'].items()
-                  if isinstance(v, (int, float)) and k not in ('step', 'rounds_per_sec')}
-    metrics = sorted(names)
+    metrics = sorted({m for o in outcomes if ok(o) for m in numeric_metrics(o['summary'])})
   rows = []
   for key, outs in groups.items():
     row = dict(key)
-    done = [o['summary'] for o in outs if 'summary' in o]
+    done = [o['summary'] for o in outs if ok(o)]
     row['seeds'] = len(done)
-    row['failed'] = len(outs) - len(done)
+    row['failed'] = sum(o['status'] == 'failed' for o in outs)
+    row['diverged'] = sum(o['status'] == 'diverged' for o in outs)
     for m in metrics:
       vals = [float(s[m]) for s in done if isinstance(s.get(m), (int, float))]
       row[m] = (float(np.mean(vals)), float(np.std(vals)), len(vals)) if vals else None
@@ -146,54 +254,172 @@ def _fmt(v) -> str:
 
 
 def write_tables(workdir: str, fields: list[str], metrics: list[str], rows: list[dict],
-                 failures: list[tuple[str, str]]) -> None:
+                 failures: list[tuple[str, str]], diverged: Sequence[tuple[str, str]] = ()
+                 ) -> None:
+  """results.csv (mean and std columns) and results.md (mean ± std, then the failed and the
+  diverged points in their own sections)."""
   cols = fields + ['seeds'] + metrics
   with open(os.path.join(workdir, 'results.csv'), 'w', newline='') as f:
     w = csv.writer(f)
-    w.writerow(fields + ['seeds', 'failed'] + [f'{m}_{s}' for m in metrics for s in ('mean', 'std')])
+    w.writerow(fields + ['seeds', 'failed', 'diverged'] +
+               [f'{m}_{s}' for m in metrics for s in ('mean', 'std')])
     for r in rows:
-      w.writerow([r[k] for k in fields] + [r['seeds'], r['failed']] +
+      w.writerow([r[k] for k in fields] + [r['seeds'], r['failed'], r.get('diverged', 0)] +
                  [x for m in metrics for x in ((r[m][0], r[m][1]) if r[m] else ('', ''))])
   lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
   for r in rows:
-    lines.append('| ' + ' | '.join([str(r[k]) for k in fields] + [str(r['seeds'])] +
+    lines.append('| ' + ' | '.join([str(r[k]) for k in fields] + [_seeds_cell(r)] +
                                    [_fmt(r[m]) for m in metrics]) + ' |')
   lines.append('')
-  lines.append('Values are mean ± standard deviation over seeds (numpy std, ddof=0).')
+  lines.append('Values are mean ± standard deviation over seeds (numpy std, ddof=0); failed and '
+               'diverged points are not in them.')
   if failures:
     lines += ['', '## Failed points', ''] + [f'- `{n}`: {e}' for n, e in failures]
+  if diverged:
+    lines += ['', '## Diverged points', ''] + [f'- `{n}`: {e}' for n, e in diverged]
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
 
 
-def plot(workdir: str, fields: list[str], metric: str, rows: list[dict]) -> None:
+def _lost(row: dict) -> str:
+  """'1 failed, 2 diverged': the row's points without a result ('' when none)."""
+  return ', '.join(f'{row[k]} {k}' for k in ('failed', 'diverged') if row.get(k))
+
+
+def _seeds_cell(row: dict) -> str:
+  """'2', or '1 (1 failed)' / '0 (2 diverged)' when some seeds of the row gave no result."""
+  return str(row['seeds']) + (f' ({_lost(row)})' if _lost(row) else '')
+
+
+def plot(workdir: str, fields: list[str], metric: str, rows: list[dict]) -> str | None:
+  """Bar chart of one metric's mean ± std per configuration, configurations without a result
+  marked as such: results_<metric>.png (150 dpi). Returns its path; None when no row has the
+  metric."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  rows = [r for r in rows if r.get(metric)]
-  if not rows:
-    return
+  if not any(r.get(metric) for r in rows):
+    return None
   labels = [', '.join(f'{k}={r[k]}' for k in fields) or 'all' for r in rows]
-  fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(rows)), 3.8))
-  ax.bar(range(len(rows)), [r[metric][0] for r in rows], yerr=[r[metric][1] for r in rows],
-         capsize=4, color='#7b3294')
-  ax.set_xticks(range(len(rows)), labels, rotation=30, ha='right', fontsize=8)
-  ax.set_ylabel(f'{metric} (mean ± std over seeds)')
+  x = [i for i, r in enumerate(rows) if r.get(metric)]
+  means, stds = [rows[i][metric][0] for i in x], [rows[i][metric][1] for i in x]
+  fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(rows) + 1.5), 4))
+  bars = ax.bar(x, means, yerr=stds, width=0.6, capsize=4, color='#7b3294')
+  ax.bar_label(bars, [f'{m:.3g} ± {s:.2g}' for m, s in zip(means, stds)], padding=3, fontsize=8)
+  for i, r in enumerate(rows):
+    if not r.get(metric):
+      ax.annotate('\n'.join(['no result', _lost(r)]).strip(), (i, 0), xytext=(0, 4),
+                  textcoords='offset points', ha='center', va='bottom', fontsize=8, color='#b2182b')
+  tilt = len(rows) > 2 or max(map(len, labels)) > 30
+  ax.set_xticks(range(len(rows)), labels, rotation=30 if tilt else 0,
+                ha='right' if tilt else 'center', fontsize=8)
+  ax.set_xlim(-0.6, len(rows) - 0.4)
+  ax.set_ylabel(f'{metric} (mean ± std)')
+  seeds = '/'.join(map(str, sorted({rows[i][metric][2] for i in x})))
+  ax.set_title(f'{metric}: mean ± std over {seeds} seed(s)', fontsize=10)
+  ax.margins(y=0.15)
   fig.tight_layout()
-  fig.savefig(os.path.join(workdir, f'results_{metric}.png'), dpi=90)
+  path = os.path.join(workdir, f'results_{re.sub(r"[^A-Za-z0-9._-]", "_", metric)}.png')
+  fig.savefig(path, dpi=150)
   plt.close(fig)
+  return path
 
 
-def run_sweep(config_spec: str, workdir: str, spec: str, parallel: int = 1,
-              metrics: Sequence[str] | None = None) -> dict:
-  """Run every point not already finished, then write results.csv/.md and a plot."""
-  if parallel < 1:
-    raise UserError(f'--parallel must be at least 1, got {parallel}')
-  terms = parse_spec(spec)
-  points = grid(terms)
-  check_points(config_spec, points)
-  module = launcher_for(config_spec)
-  os.makedirs(workdir, exist_ok=True)
+def submitit_executor(kind: str, folder: str, slurm: dict | None = None):
+  """A submitit executor for `kind` ('slurm' or 'submitit_local') with the --slurm_* settings
+  (SLURM_PARAMS names; missing ones take their defaults); logs go under `folder`."""
+  try:
+    import submitit
+  except ImportError:
+    raise UserError(f'--executor={kind} needs submitit; pip install "submitit>=1.5"') from None
+  settings = {k: d for k, (_, _, d, _) in SLURM_PARAMS.items()}
+  settings.update({k: v for k, v in (slurm or {}).items() if v is not None})
+  if kind == 'submitit_local':
+    ex = submitit.AutoExecutor(folder=os.path.join(folder, '%j'), cluster='local')
+    ex.update_parameters(timeout_min=settings['time_min'],
+                         gpus_per_node=settings['gpus_per_node'])
+    return ex
+  try:
+    ex = submitit.AutoExecutor(folder=os.path.join(folder, '%j'), cluster='slurm')
+  except RuntimeError as e:
+    raise UserError(f'--executor=slurm cannot reach SLURM ({first_line(e)}); run the sweep on '
+                    'a login node or use --executor=local') from None
+  ex.update_parameters(name='advcnn-sweep', **{
+      SLURM_PARAMS[k][0]: v for k, v in settings.items() if v is not None})
+  return ex
+
+
+def _job_error(job, e: Exception) -> str:
+  """One line for a submitit job that gave no exit code: the last line of what it raised, or
+  the state it ended in; with its log."""
+  import submitit
+  if isinstance(e, submitit.core.utils.FailedJobError):
+    # Its message is a header, the job's traceback between two dashed rules, then log paths.
+    parts = str(e).split('-' * 22)
+    lines = [l.strip() for l in (parts[1] if len(parts) > 2 else '').splitlines() if l.strip()]
+    what = f'failed: {lines[-1] if lines else type(e).__name__}'
+  else:
+    what = f'ended {job.state} without a result'
+  return f'job {job.job_id} {what}; its log: {job.paths.stderr}'
+
+
+def _run_pool(todo: list[int], run_one: Callable[[int], None], parallel: int, log: SweepLog,
+              on_abort: Callable[[], None] = lambda: None) -> None:
+  """run_one(i) for each point, `parallel` at a time; on an interrupt, silence `log` and call
+  `on_abort`."""
+  pool = ThreadPoolExecutor(parallel)
+  try:
+    for f in as_completed([pool.submit(run_one, i) for i in todo]):
+      f.result()
+  except BaseException:
+    log.stop()
+    on_abort()
+    pool.shutdown(wait=False, cancel_futures=True)
+    raise
+  pool.shutdown()
+
+
+def _run_points(todo: list[int], cmds: list[list[str]], dirs: list[str], log: SweepLog,
+                parallel: int, executor: str, folder: str, slurm: dict | None) -> None:
+  """Run the unfinished points here (`local`) or as submitit jobs, reporting each to `log`."""
+  if executor == 'local':
+    def run_one(i):
+      log.start(i)
+      t = time.monotonic()
+      rc = run_command(cmds[i], dirs[i])
+      log.end(i, outcome_of(dirs[i], rc), time.monotonic() - t)
+    _run_pool(todo, run_one, parallel, log)
+    return
+  ex = submitit_executor(executor, folder, slurm)
+  live = {}
+
+  def run_one(i):
+    job = ex.submit(run_command, cmds[i], dirs[i])
+    live[i] = job
+    if log.stopped:  # submitted while the sweep was being interrupted
+      job.cancel(check=False)
+      return
+    log.start(i, f'{executor} job {job.job_id}')
+    t = time.monotonic()
+    while not job.done():  # job.result() would wait, deaf to an interrupt
+      if log.stopped:
+        return
+      time.sleep(0.5)
+    try:
+      out = outcome_of(dirs[i], job.result())
+    except Exception as e:  # the job itself failed: time limit, preemption, node failure
+      out = {'status': 'failed', 'error': _job_error(job, e)}
+    live.pop(i, None)
+    log.end(i, out, time.monotonic() - t)
+
+  def cancel_live():  # jobs outlive this process on a cluster: a rerun must not race them
+    for job in list(live.values()):
+      job.cancel(check=False)
+  _run_pool(todo, run_one, parallel, log, cancel_live)
+
+
+def _check_record(workdir: str, config_spec: str, spec: str) -> None:
+  """sweep.json names the sweep a directory holds; a different one is refused."""
   record = {'config': config_spec, 'sweep': spec}
   record_path = os.path.join(workdir, 'sweep.json')
   if os.path.exists(record_path):
@@ -205,14 +431,52 @@ def run_sweep(config_spec: str, workdir: str, spec: str, parallel: int = 1,
   else:
     with open(record_path, 'w') as f:
       json.dump(record, f, indent=2)
+
+
+def _print(line: str) -> None:
+  print(line, flush=True)
+
+
+def run_sweep(config_spec: str, workdir: str, spec: str, parallel: int = 1,
+              metrics: Sequence[str] | None = None, executor: str = 'local',
+              slurm: dict | None = None, report: Callable[[str], None] = _print) -> dict:
+  """Run every point not already finished (reporting each start and end to `report` as it
+  happens), then write results.csv/.md and one results_<metric>.png per metric. Returns the
+  point counts by status (ran, skipped, failed, diverged), the table's rows, (point, error)
+  `failures`, (point, reason) `diverged_points` and the `plots` written."""
+  if parallel < 1:
+    raise UserError(f'--parallel must be at least 1, got {parallel}')
+  if executor not in EXECUTORS:
+    raise UserError(f'unknown executor {executor!r}; choose one of: {", ".join(EXECUTORS)}')
+  terms = parse_spec(spec)
+  points = grid(terms)
+  check_points(config_spec, points)
+  module = launcher_for(config_spec)
+  os.makedirs(workdir, exist_ok=True)
+  _check_record(workdir, config_spec, spec)
   dirs = [os.path.join(workdir, 'points', point_name(p)) for p in points]
-  with ThreadPoolExecutor(parallel) as pool:
-    outcomes = list(pool.map(lambda a: run_point(module, config_spec, *a), zip(dirs, points)))
+  log = SweepLog(points, metrics, report)
+  todo = []
+  for i, d in enumerate(dirs):
+    done = finished_outcome(d)
+    if done is None:
+      todo.append(i)
+    else:
+      log.end(i, {**done, 'skipped': True})
+  if todo:
+    cmds = [point_command(module, config_spec, d, p) for d, p in zip(dirs, points)]
+    _run_points(todo, cmds, dirs, log, parallel, executor, os.path.join(workdir, 'submitit'),
+                slurm)
+  outcomes = [{**o, 'status': 'skipped'} if o.get('skipped') and o['status'] == 'ran' else o
+              for o in log.outcomes]
   fields = [k for k, _ in terms if k != 'seed']
   metric_names, rows = summarise(points, outcomes, metrics)
-  failures = [(point_name(p), o['error']) for p, o in zip(points, outcomes) if o['status'] == 'failed']
-  write_tables(workdir, fields, metric_names, rows, failures)
-  if metric_names:
-    plot(workdir, fields, metric_names[0], rows)
-  counts = {s: sum(o['status'] == s for o in outcomes) for s in ('ran', 'skipped', 'failed')}
-  return {'points': len(points), **counts, 'rows': rows, 'failures': failures}
+  named = lambda status, key: [(point_name(p), o[key]) for p, o in zip(points, outcomes)
+                               if o['status'] == status]
+  failures, diverged = named('failed', 'error'), named('diverged', 'reason')
+  write_tables(workdir, fields, metric_names, rows, failures, diverged)
+  plots = [p for p in (plot(workdir, fields, m, rows) for m in metric_names) if p]
+  counts = {s: sum(o['status'] == s for o in outcomes)
+            for s in ('ran', 'skipped', 'failed', 'diverged')}
+  return {'points': len(points), **counts, 'rows': rows, 'failures': failures,
+          'diverged_points': diverged, 'plots': plots}
