@@ -102,21 +102,23 @@ def disjoint() -> Source2D:
 
 
 def load_points(path: str) -> np.ndarray:
-  """A user's own 2D points from `.csv` (x,y per line; a header line is allowed) or `.npy`."""
+  """A user's own 2D points from `.csv` (x,y per line), `.txt` (x y per line) or `.npy`; a
+  text file may start with a header line."""
   if not path:
-    raise UserError('data.name=points needs data.path=FILE (.csv or .npy with 2 columns)')
+    raise UserError('data.name=points needs data.path=FILE (.csv, .txt or .npy with 2 columns)')
   if not os.path.isfile(path):
-    raise UserError(f'points file {path!r} not found; pass data.path=FILE (.csv or .npy)')
+    raise UserError(f'points file {path!r} not found; pass data.path=FILE (.csv, .txt or .npy)')
   try:
     if path.endswith('.npy'):
       pts = np.load(path, allow_pickle=False)
-    elif path.endswith('.csv'):
+    elif path.endswith(('.csv', '.txt')):
+      sep = ',' if path.endswith('.csv') else None
       with open(path) as f:
         first = f.readline()
-      skip = 0 if _is_number_row(first) else 1
-      pts = np.loadtxt(path, delimiter=',', skiprows=skip, ndmin=2)
+      skip = 0 if _is_number_row(first, sep) else 1
+      pts = np.loadtxt(path, delimiter=sep, skiprows=skip, ndmin=2)
     else:
-      raise UserError(f'points file {path!r} must end in .csv or .npy')
+      raise UserError(f'points file {path!r} must end in .csv, .txt or .npy')
   except UserError:
     raise
   except Exception as e:
@@ -130,9 +132,9 @@ def load_points(path: str) -> np.ndarray:
   return pts.astype(np.float32)
 
 
-def _is_number_row(line: str) -> bool:
+def _is_number_row(line: str, sep: str | None = ',') -> bool:
   try:
-    [float(v) for v in line.strip().split(',')]
+    [float(v) for v in line.strip().split(sep)]
     return True
   except ValueError:
     return False
