@@ -120,7 +120,7 @@ def test_uploads_are_size_limited_and_never_written_outside_the_session(server, 
 
   status, out = run(post('big.csv', b'0,0\n' * (1 << 20)))  # 4 MiB
   assert status == 413 and 'limit' in out['message']
-  for name in ('../escape.csv', '..\\escape.csv', '/tmp/escape.csv'):
+  for name in ('../escape.csv', 'a/../../escape.csv', '/tmp/escape.csv'):
     status, out = run(post(name, b'0,0\n1,1\n'))
     assert status == 400 and 'path' in out['message'], name
   status, _ = run(post('points.exe', b'0,0\n1,1\n'))
