@@ -126,7 +126,8 @@ def test_uploads_are_size_limited_and_never_written_outside_the_session(server, 
   status, _ = run(post('points.exe', b'0,0\n1,1\n'))
   assert status == 400
   assert sorted(os.walk(os.path.dirname(root))) == before  # nothing written anywhere
-  status, out = run(post('mine.csv', b'x,y\n0.1,0.2\n0.3,0.4\n0.5,0.5\n'))
+  rows = ''.join(f'{0.01 * i},{0.5 + 0.004 * i}\n' for i in range(60))  # more than a batch
+  status, out = run(post('mine.csv', ('x,y\n' + rows).encode()))
   assert status == 200 and out['ok']
   server.wait(lambda: server.lab.session.live.data.name == 'points', what='the upload')
   path = server.lab.session.live.data.path
