@@ -36,6 +36,22 @@ from gan.models import sample_noise
 State = dict[str, Any]
 
 
+def player_optimizer(optim: ml_collections.ConfigDict, player: str) -> str:
+  """The optimiser of `player` ('g' or 'd'): `optim.<player>_name`, else `optim.name`."""
+  return optim.get(f'{player}_name', '') or optim.name
+
+
+def hyperparams(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """The values a compiled chunk of rounds takes as arguments, not constants, so that changing
+  them mid-run (a live edit) needs no recompilation: float32 scalars, rounded exactly as the
+  constants they stand for would be."""
+  o, l = config.optim, config.loss
+  every = int(l.get('r1_every', 1))
+  return {'g_lr': np.float32(o.g_lr), 'd_lr': np.float32(o.d_lr),
+          'gp_weight': np.float32(l.gp_weight),
+          'r1_coef': np.float32(0.5 * l.r1_gamma * every)}
+
+
 def _float32(out):
   return jax.tree.map(lambda a: a.astype(jnp.float32), out)
 
@@ -59,11 +75,12 @@ def class_loss(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(class_logits, labels).mean()
 
 
-def make_optimizer(lr: float, optim: ml_collections.ConfigDict,
-                   num_updates: int) -> optax.GradientTransformation:
-  """`optim.name` at `lr` along `optim.schedule` over the run's `num_updates` (common.optim)."""
-  tx = optim_lib.direction(optim.name, b1=optim.b1, b2=optim.b2, momentum=optim.momentum,
-                           weight_decay=optim.weight_decay)
+def make_optimizer(lr: float | jax.Array, optim: ml_collections.ConfigDict,
+                   num_updates: int, name: str = '') -> optax.GradientTransformation:
+  """`name` (default `optim.name`) at `lr` along `optim.schedule` over the run's `num_updates`
+  (common.optim). `lr` may be a traced scalar: the optimiser's state does not depend on it."""
+  tx = optim_lib.direction(name or optim.name, b1=optim.b1, b2=optim.b2,
+                           momentum=optim.momentum, weight_decay=optim.weight_decay)
   lr = optim_lib.schedule(lr, optim.schedule, num_updates, optim.warmup_steps)
   return optax.chain(tx, optax.scale_by_learning_rate(lr))
 
@@ -84,16 +101,27 @@ class GanSteps:
     self.loss = losses_lib.get_loss(config.loss.name)
     self.real_fn = real_fn
     t, o = config.train, config.optim
-    self.g_tx = make_optimizer(o.g_lr, o, t.steps * t.n_g)
-    self.d_tx = make_optimizer(o.d_lr, o, t.steps * t.n_d)
+    self.g_tx = self.optimizer('g', o.g_lr)
+    self.d_tx = self.optimizer('d', o.d_lr)
     self.batch = config.data.batch_size
     self.num_classes = int(config.model.get('num_classes', 0))
     self.aux_weight = float(config.loss.get('aux_weight', 1.0))
     self.state_layout = (config.sharding.params, config.sharding.min_size)
     # The models declare whether their rounds compile better on XLA:CPU's own kernels.
     jit = jit_for(self.G, self.D)
-    self._rounds = jit(self._train_rounds, static_argnums=3, donate_argnums=0)
+    self._rounds = jit(self._train_rounds, static_argnums=4, donate_argnums=0)
     self.sample = jax.jit(self._sample, static_argnums=2)
+
+  def optimizer(self, player: str, lr: float | jax.Array) -> optax.GradientTransformation:
+    """`player`'s ('g' or 'd') optimiser at `lr` (a float, or a traced scalar inside a chunk)."""
+    t, o = self.cfg.train, self.cfg.optim
+    updates = t.steps * (t.n_g if player == 'g' else t.n_d)
+    return make_optimizer(lr, o, updates, player_optimizer(o, player))
+
+  def _tx(self, player: str, hp: dict | None) -> optax.GradientTransformation:
+    if hp is None:
+      return self.g_tx if player == 'g' else self.d_tx
+    return self.optimizer(player, hp[f'{player}_lr'])
 
   # ---- state ----------------------------------------------------------------
   @property
@@ -127,8 +155,9 @@ class GanSteps:
   def d_step(self, state: State, real: jax.Array, key: jax.Array,
              real_labels: jax.Array | None = None,
              fake_labels: jax.Array | None = None,
-             noise: jax.Array | None = None) -> tuple[State, dict]:
-    """`noise`, when given, is the G input this step would draw from `key` (see `round_draws`)."""
+             noise: jax.Array | None = None, hp: dict | None = None) -> tuple[State, dict]:
+    """`noise`, when given, is the G input this step would draw from `key` (see `round_draws`);
+    `hp`, when given, is `hyperparams(config)` as traced values."""
     kz, kp = jax.random.split(key)
     if noise is None:
       noise = self.noise(kz, real.shape[0])
@@ -153,7 +182,7 @@ class GanSteps:
       d_fn = self.d_logits_fn(d_vars, real_labels)
       if lcfg.gp_weight > 0:
         gp = losses_lib.gradient_penalty(d_fn, real, fake, kp)
-        loss += lcfg.gp_weight * gp
+        loss += (lcfg.gp_weight if hp is None else hp['gp_weight']) * gp
         metrics['gp'] = gp
       if lcfg.r1_gamma > 0:
         every = int(lcfg.get('r1_every', 1))
@@ -162,19 +191,19 @@ class GanSteps:
         else:  # lazy R1: every `every`-th round, weighted `every` times (StyleGAN2)
           r1 = jax.lax.cond(state['step'] % every == 0,
                             lambda: losses_lib.r1_penalty(d_fn, real), lambda: jnp.zeros(()))
-        loss += 0.5 * lcfg.r1_gamma * every * r1
+        loss += (0.5 * lcfg.r1_gamma * every if hp is None else hp['r1_coef']) * r1
         metrics['r1'] = r1
       return loss, (new_d, metrics)
 
     grads, (new_d, metrics) = jax.grad(loss_fn, has_aux=True)(state['d']['params'])
-    updates, d_opt = self.d_tx.update(grads, state['d_opt'], state['d']['params'])
+    updates, d_opt = self._tx('d', hp).update(grads, state['d_opt'], state['d']['params'])
     new_d = {**new_d, 'params': optax.apply_updates(state['d']['params'], updates)}
     return {**state, 'd': new_d, 'd_opt': d_opt}, metrics
 
   def g_step(self, state: State, key: jax.Array,
              labels: jax.Array | None = None,
-             noise: jax.Array | None = None) -> tuple[State, dict]:
-    """`noise`, when given, is the G input this step would draw from `key` (see `round_draws`)."""
+             noise: jax.Array | None = None, hp: dict | None = None) -> tuple[State, dict]:
+    """`noise` and `hp` as in `d_step`."""
     z = constrain_batch(self.noise(key, self.batch) if noise is None else noise, self.mesh)
     d_fn = self.d_logits_fn(state['d'])
 
@@ -192,7 +221,7 @@ class GanSteps:
 
     (loss, (new_g, aux_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state['g']['params'])
-    updates, g_opt = self.g_tx.update(grads, state['g_opt'], state['g']['params'])
+    updates, g_opt = self._tx('g', hp).update(grads, state['g_opt'], state['g']['params'])
     params = optax.apply_updates(state['g']['params'], updates)
     new_g = {**new_g, 'params': params}
     # Warm-up so short runs are not dominated by the initial weights (as in common EMA practice).
@@ -223,9 +252,10 @@ class GanSteps:
       draws['real'] = jax.vmap(lambda k: self.real_fn(k, None))(real_keys)
     return draws
 
-  def round(self, state: State, batches: Any, draws: dict | None = None) -> tuple[State, dict]:
+  def round(self, state: State, batches: Any, draws: dict | None = None,
+            hp: dict | None = None) -> tuple[State, dict]:
     """`n_d` D steps (each on its own real batch), then `n_g` G steps. `draws`, when given,
-    is `round_draws` for this round."""
+    is `round_draws` for this round; `hp` as in `d_step`."""
     n_d, n_g = self.cfg.train.n_d, self.cfg.train.n_g
     key, d_keys, real_keys, g_keys = self._round_keys(state['rng'], state['step'])
     draws = draws or {}
@@ -241,20 +271,22 @@ class GanSteps:
       if self.conditional:
         real_labels = constrain_batch(batch['label'], self.mesh)
         fake_labels = self.train_labels(label_keys[i], real.shape[0])
-        state, metrics_d = self.d_step(state, real, d_keys[i], real_labels, fake_labels, noise)
+        state, metrics_d = self.d_step(state, real, d_keys[i], real_labels, fake_labels, noise,
+                                       hp)
       else:
-        state, metrics_d = self.d_step(state, real, d_keys[i], noise=noise)
+        state, metrics_d = self.d_step(state, real, d_keys[i], noise=noise, hp=hp)
       metrics.update(metrics_d)
     for j in range(n_g):
       labels = self.train_labels(label_keys[n_d + j], self.batch) if self.conditional else None
       noise = draws['g_noise'][j] if draws else None
-      state, metrics_g = self.g_step(state, g_keys[j], labels, noise)
+      state, metrics_g = self.g_step(state, g_keys[j], labels, noise, hp)
       metrics.update(metrics_g)
     state = {**state, 'step': state['step'] + 1}
     # fsdp: the carry stays in its shards from round to round (a no-op when replicated).
     return constrain_state(state, self.mesh, *self.state_layout), metrics
 
-  def train_chunk(self, state: State, batches: Any, num_rounds: int) -> tuple[State, dict]:
+  def train_chunk(self, state: State, batches: Any, num_rounds: int,
+                  hp: dict | None = None) -> tuple[State, dict]:
     """`num_rounds` rounds in one jit call; metrics come back per round as host arrays
     [num_rounds].
 
@@ -262,15 +294,18 @@ class GanSteps:
     `train.rounds_per_call` share one compilation (a log or eval interval that does not divide
     by it costs no recompiles). `batches`, when given, may be longer than `num_rounds`
     ([L, n_d, B, ...], padded by `GanData.next_chunk`); the extra rounds are not run.
+    `hp` (default: `hyperparams` of this config) are the learning rates and penalty weights,
+    passed as arguments: a chunk with other values reuses the compilation.
     """
     length = (max(num_rounds, int(self.cfg.train.rounds_per_call)) if batches is None
               else jax.tree.leaves(batches)[0].shape[0])
     if not 1 <= num_rounds <= length:
       raise ValueError(f'num_rounds={num_rounds} must be in [1, {length}]')
-    state, metrics = self._rounds(state, batches, jnp.int32(num_rounds), length)
+    hp = hyperparams(self.cfg) if hp is None else hp
+    state, metrics = self._rounds(state, batches, jnp.int32(num_rounds), hp, length)
     return state, {k: to_host(v)[:num_rounds] for k, v in metrics.items()}
 
-  def _train_rounds(self, state: State, batches: Any, num_rounds: jax.Array,
+  def _train_rounds(self, state: State, batches: Any, num_rounds: jax.Array, hp: dict,
                     length: int) -> tuple[State, dict]:
     """`lax.scan` over `length` round slots; slot i runs a round when i < num_rounds and passes
     the state through untouched otherwise (a `lax.cond`: the skipped branch costs nothing)."""
@@ -285,14 +320,14 @@ class GanSteps:
                        )(slots)
     first = None if batches is None else jax.tree.map(lambda b: b[0], batches)
     metric_shapes = jax.eval_shape(self.round, state, first,
-                                   jax.tree.map(lambda d: d[0], draws))[1]
+                                   jax.tree.map(lambda d: d[0], draws), hp)[1]
 
-    def skip(state, batch, draws):
+    def skip(state, batch, draws, hp):
       return state, {k: jnp.zeros(m.shape, m.dtype) for k, m in metric_shapes.items()}
 
     def slot(state, xs):
       i, batch, draws = xs
-      return jax.lax.cond(i < num_rounds, self.round, skip, state, batch, draws)
+      return jax.lax.cond(i < num_rounds, self.round, skip, state, batch, draws, hp)
 
     state, metrics = jax.lax.scan(slot, state, (slots, batches, draws), length=length)
     # fsdp: hand the state back in the layout it came in (a no-op when replicated), so the next

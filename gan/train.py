@@ -18,11 +18,11 @@ from common import sharding
 from common.errors import UserError, unknown_name
 from common.loop import Run, TrainingDiverged, check_cadence, steps_to_boundary
 from common.writers import read_metrics
-from gan import conditional, evaluation, losses, models
+from gan import conditional, edits, evaluation, losses, models
 from gan.data import build_data
 from gan.evaluator import Evaluator
 from gan.state import build_models, compute_dtype, init_state
-from gan.steps import GanSteps, chunk_means
+from gan.steps import GanSteps, chunk_means, hyperparams
 
 __all__ = ['TrainingDiverged', 'train_and_evaluate', 'validate']
 
@@ -37,15 +37,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not o[key] > 0:
       raise UserError(f'optim.{key} must be positive, got {o[key]}')
   optim_lib.check(o)
+  for key in ('g_name', 'd_name'):
+    if o.get(key) and o[key] not in optim_lib.OPTIMIZERS:
+      raise unknown_name(f'optim.{key}', o[key], optim_lib.OPTIMIZERS)
   check_cadence(t)
   if not config.guard.max_abs_loss >= 0 or not config.guard.js_patience >= 0:
     raise UserError('guard.max_abs_loss and guard.js_patience must be >= 0 (0: off), got '
                     f'{config.guard.max_abs_loss} and {config.guard.js_patience}')
   if config.data.batch_size <= 0:
     raise UserError(f'data.batch_size must be positive, got {config.data.batch_size}')
-  for key in ('steps', 'n_d', 'n_g', 'rounds_per_call'):
+  for key in ('steps', 'rounds_per_call'):
     if t[key] < 1:
       raise UserError(f'train.{key} must be at least 1, got {t[key]}')
+  if min(t.n_d, t.n_g) < 0 or t.n_d + t.n_g < 1:
+    raise UserError(f'train.n_d and train.n_g must be >= 0 (0 freezes that player) and not both '
+                    f'0, got {t.n_d} and {t.n_g}')
   if not 0 <= t.ema_decay < 1:
     raise UserError(f'train.ema_decay must be in [0, 1), got {t.ema_decay}')
   losses.get_loss(config.loss.name)
@@ -69,6 +75,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
   sharding.check_param_mode(config.sharding.params, config.sharding.min_size)
 
 
+def validate_edits(config: ml_collections.ConfigDict) -> list[edits.Edit]:
+  """`train.edits` checked: each config they lead to is valid; data changes only for 2D runs,
+  and their points files must read (so a late edit cannot fail mid-run)."""
+  edit_list = edits.parse(config)
+  for r, key, _ in edit_list:
+    if key.startswith('data.') and config.model.name != 'mlp':
+      raise UserError(f'train.edits: {key} can change only in 2D runs (model.name=mlp)')
+    live = edits.at(config, edit_list, r, include_step=True)
+    validate(live)
+    if key.startswith('data.'):
+      build_data(live)
+  return edit_list
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        return_state: bool = False):
   """Train (or resume) the GAN in `config`, writing the workdir contract.
@@ -76,15 +96,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns the summary dict, or (summary, final train state) with `return_state`.
   """
   validate(config)
+  edit_list = validate_edits(config)
   gdata = build_data(config)
-  generator, discriminator = build_models(config, gdata.shape)
   mesh = sharding.data_mesh()
   sharding.check_batch(config.data.batch_size, mesh)
   t, total = config.train, config.train.steps
   run = Run(workdir, config, total, keep=t.keep_checkpoints, desc='gan', unit='round')
-  steps = GanSteps(generator, discriminator, config, gdata.real_fn, mesh)
+  # The config in force where the run resumes: the edits of earlier rounds applied.
+  live = edits.at(config, edit_list, run.ckpt.latest_step() or 0) if edit_list else config
+  if live is not config:
+    gdata = build_data(live)
+  generator, discriminator = build_models(live, gdata.shape)
+  steps = GanSteps(generator, discriminator, live, gdata.real_fn, mesh)
   key = rng_lib.root_key(config.seed)
-  state = init_state(steps, config, rng_lib.stream(key, 'init'), gdata.shape, mesh)
+  state = init_state(steps, live, rng_lib.stream(key, 'init'), gdata.shape, mesh)
   state, meta, done = run.restore(state)
   if done is not None:
     return (done, state) if return_state else done
@@ -92,16 +117,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     gdata.iterator.set_state(meta['data'])
   run.start()
   history = [m for m in read_metrics(workdir) if 'loss_d' in m] if run.step else []
-  evaluator = Evaluator(config, steps, gdata, workdir, rng_lib.stream(key, 'eval'), run.writer)
+  evaluator = Evaluator(live, steps, gdata, workdir, rng_lib.stream(key, 'eval'), run.writer)
   everys = (t.log_every, t.eval_every, t.checkpoint_every,
             config.eval.fid_every if evaluator.metrics else 0)
   last_eval, js_at_max = {}, 0
   while run.step < total:
     step = run.step
-    k = min(t.rounds_per_call, steps_to_boundary(step, total, *everys))
-    batches = gdata.next_chunk(k, t.n_d, mesh, length=t.rounds_per_call)
-    with run.throughput.call(k):  # chunks are padded to one length: only the first compiles
-      state, chunk = steps.train_chunk(state, batches, k)
+    if any(r == step for r, _, _ in edit_list):
+      new = edits.at(config, edit_list, step, include_step=True)
+      old_pieces = (gdata, steps)
+      gdata, steps = edits.rebuild(live, new, gdata, steps, mesh)
+      live = new
+      if (gdata, steps) != old_pieces:
+        state, _ = edits.carry_state(state, steps)
+        evaluator = Evaluator(live, steps, gdata, workdir, rng_lib.stream(key, 'eval'),
+                              run.writer)
+    k = min(t.rounds_per_call, steps_to_boundary(step, total, *everys),
+            (edits.next_round(edit_list, step) or total) - step)
+    batches = gdata.next_chunk(k, live.train.n_d, mesh, length=t.rounds_per_call)
+    with run.throughput.call(k, id(steps)):  # padded chunks: one compilation per steps
+      state, chunk = steps.train_chunk(state, batches, k, hyperparams(live))
     run.check_losses(chunk, f'between rounds {step} and {step + k}', ADVICE,
                      config.guard.max_abs_loss)
     row = chunk_means(chunk)

@@ -32,7 +32,9 @@ HELP = {
     'loss.r1_gamma': 'R1 penalty on D\'s gradient at real data (0: off)',
     'loss.r1_every': 'lazy R1: apply it every k-th round, weighted k times',
     'loss.aux_weight': 'ACGAN: class cross-entropy weight in both losses',
-    'optim.name': 'adam | adamw | sgd (the same optimiser for G and D)',
+    'optim.name': 'adam | adamw | sgd (for G and D, unless g_name/d_name name another)',
+    'optim.g_name': 'the generator\'s optimiser when not optim.name (empty: optim.name)',
+    'optim.d_name': 'the discriminator\'s optimiser when not optim.name (empty: optim.name)',
     'optim.g_lr': 'generator learning rate',
     'optim.d_lr': 'discriminator learning rate',
     'optim.b1': 'adam/adamw first-moment decay',
@@ -42,8 +44,10 @@ HELP = {
     'optim.schedule': 'learning-rate schedule over the run: constant | linear | cosine (to 0)',
     'optim.warmup_steps': 'linear warm-up from 0 over this many updates',
     'train.steps': 'rounds to train; one round = n_d D steps then n_g G steps',
-    'train.n_d': 'discriminator steps per round',
-    'train.n_g': 'generator steps per round',
+    'train.n_d': 'discriminator steps per round (0 freezes D)',
+    'train.n_g': 'generator steps per round (0 freezes G)',
+    'train.edits': 'mid-run changes, [round, key, value] each, in round order (what the lab '
+                   'records; gan/edits.py lists the keys that may change)',
     'train.ema_decay': 'EMA of G\'s weights, used for samples and metrics (0: off)',
     'train.rounds_per_call': 'rounds fused into one jitted call (lax.scan)',
     'train.log_every': 'rounds between metrics.jsonl rows',
@@ -75,10 +79,10 @@ def base_config() -> ml_collections.ConfigDict:
   # r1_every > 1 is lazy R1 (Karras et al. 2020): it keeps the penalty's effect and saves most
   # of its double backprop.
   c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0, r1_every=1, aux_weight=1.0)
-  c.optim = dict(name='adam', g_lr=1e-3, d_lr=1e-3, b1=0.5, b2=0.999, momentum=0.0,
-                 weight_decay=0.0, schedule='constant', warmup_steps=0)
+  c.optim = dict(name='adam', g_name='', d_name='', g_lr=1e-3, d_lr=1e-3, b1=0.5, b2=0.999,
+                 momentum=0.0, weight_decay=0.0, schedule='constant', warmup_steps=0)
   c.train = dict(steps=2000, n_d=1, n_g=1, ema_decay=0.999, rounds_per_call=100, log_every=100,
-                 eval_every=500, checkpoint_every=1000, keep_checkpoints=3)
+                 eval_every=500, checkpoint_every=1000, keep_checkpoints=3, edits=[])
   c.guard = dict(max_abs_loss=1e5, js_patience=3)
   # Digits use the digits CNN for metrics; TFDS datasets the FID InceptionV3.
   c.eval = dict(num_samples=2500, plots=True, grid_size=64, metrics=(), fid_every=1000,

@@ -188,7 +188,8 @@ def _expect_exit_2(capsys, argv, match):
     (['--config.optim.g_lr=0'], 'optim.g_lr must be positive'),
     (['--config.optim.d_lr=-1e-3'], 'optim.d_lr must be positive'),
     (['--config.data.batch_size=0'], 'data.batch_size must be positive'),
-    (['--config.train.n_d=0'], 'train.n_d must be at least 1'),
+    (['--config.train.n_d=-1'], 'train.n_d and train.n_g must be >= 0'),
+    (['--config.train.n_d=0', '--config.train.n_g=0'], 'not both 0'),
 ])
 def test_bad_toy_input_exits_2(tmp_path, capsys, argv, match):
   _expect_exit_2(capsys, [f'--config={TOY}:ring8,quick', f'--workdir={tmp_path}/w', *argv], match)
