@@ -40,7 +40,9 @@ def note_workdir(workdir: str) -> None:
 
 
 def interrupted_message() -> str:
-  ckpt_dir = os.path.join(_workdir, 'checkpoints') if _workdir else ''
+  if not _workdir:
+    return 'interrupted; rerun the same command to resume where it stopped'
+  ckpt_dir = os.path.join(_workdir, 'checkpoints')
   steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if (
       ckpt_dir and os.path.isdir(ckpt_dir)) else []
   if steps:
@@ -59,7 +61,11 @@ def main_guard(fn: Callable[[], object]) -> None:
     sys.exit(2)
   except KeyboardInterrupt:
     sys.stderr.write(interrupted_message() + '\n')
-    sys.exit(130)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Straight out: worker threads still waiting at interpreter shutdown would turn a second
+    # Ctrl-C into a traceback. Checkpoints are written synchronously, so nothing is lost.
+    os._exit(130)
 
 
 def wants_help(argv: list[str]) -> bool:

@@ -19,7 +19,7 @@ import submitit  # noqa: F401
 from PIL import Image
 
 import launch.sweep
-from common import cli, sweep
+from common import cli, sweep, sweep_report
 from common.errors import UserError
 from common.writers import read_metrics
 
@@ -104,7 +104,7 @@ def test_unknown_field_and_wrong_type_are_refused_before_running(tmp_path, spec,
 def test_summarise_mean_std_over_seeds():
   points = sweep.grid(sweep.parse_spec('loss.name=a,b seed=0:2'))
   outcomes = [{'status': 'ran', 'summary': {'modes': m, 'step': 5}} for m in (8, 6, 4, 4)]
-  metrics, rows = sweep.summarise(points, outcomes, None)
+  metrics, rows = sweep_report.summarise(points, outcomes, None)
   assert metrics == ['modes']
   assert rows[0]['loss.name'] == 'a' and rows[0]['modes'] == (7.0, 1.0, 2) and rows[0]['seeds'] == 2
   assert rows[1]['modes'] == (4.0, 0.0, 2)
