@@ -38,28 +38,11 @@ def _define_flags(fv: flags.FlagValues) -> None:
     define(f'slurm_{name}', default, help_, flag_values=fv)
 
 
-def _parse(argv: list[str]) -> flags.FlagValues:
-  fv = flags.FlagValues()
-  _define_flags(fv)
-  try:
-    rest = fv(list(argv))
-  except flags.Error as e:
-    raise UserError(f'bad flag: {str(e).strip().splitlines()[0]}') from None
-  if len(rest) > 1:
-    raise UserError(f'unexpected argument {rest[1]!r}; flags take the form --name=value')
+def main(argv: list[str]) -> None:
+  fv = cli.parse_flags(argv, _define_flags, __doc__)
   for name in ('config', 'workdir', 'sweep'):
     if not fv[name].value:
       raise UserError(f'--{name} is required; see python -m launch.sweep --help')
-  return fv
-
-
-def main(argv: list[str]) -> None:
-  if any(a in ('--help', '-h', '--helpfull') for a in argv[1:]):
-    fv = flags.FlagValues()
-    _define_flags(fv)
-    print(__doc__ + '\nflags:\n' + fv.get_help(include_special_flags=False))
-    return
-  fv = _parse(argv)
   resolve_config_spec(fv.config)
   slurm = {name: fv[f'slurm_{name}'].value for name in sweep.SLURM_PARAMS}
   out = sweep.run_sweep(fv.config, fv.workdir, fv.sweep, fv.parallel, fv.metrics,
