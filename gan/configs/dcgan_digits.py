@@ -1,5 +1,10 @@
 """DCGAN on scikit-learn's bundled 8×8 digits (offline): the embedded default of launch.gan.
 
+Wider nets (features 128), batches of 128, Adam at 1e-3 decayed linearly to 0 over 12,000 rounds:
+the lowest FID_digits found that still trains and evaluates within about five minutes on 2 CPU
+cores. The run reports FID_digits, KID and precision/recall next to their real-vs-real floor
+(docs/gan_default.md has the ablation); the `quick` variant keeps the small test settings.
+
   python -m launch.gan --config=gan/configs/dcgan_digits.py --workdir=runs/digits
   python -m launch.gan --config=gan/configs/dcgan_digits.py:quick --workdir=/tmp/digits-quick
 """
@@ -10,19 +15,22 @@ def get_config(arg=None):
   _, quick = parse_arg(arg, '')
   c = base_config()
   c.data.name = 'digits'
-  c.data.batch_size = 64
-  c.model.update(name='dcgan', features=64, noise_dim=64, noise='gaussian')
+  c.model.update(name='dcgan', noise_dim=64, noise='gaussian')
   c.loss.name = 'ns'
-  c.optim.update(g_lr=2e-4, d_lr=2e-4, b1=0.5)
-  c.train.update(steps=5000, ema_decay=0.999, rounds_per_call=50)
-  c.eval.grid_size = 100
-  c.train.log_every = 100
-  c.train.eval_every = 1000
-  c.train.checkpoint_every = 1000
+  c.optim.b1 = 0.5
+  c.train.ema_decay = 0.999
   if quick:
+    c.data.batch_size = 64
     c.model.features = 16
-    c.train.update(steps=40, rounds_per_call=10)
-    c.train.log_every = c.train.eval_every = 20
-    c.train.checkpoint_every = 20
+    c.optim.update(g_lr=2e-4, d_lr=2e-4)
+    c.train.update(steps=40, rounds_per_call=10, log_every=20, eval_every=20,
+                   checkpoint_every=20)
     c.eval.grid_size = 16
+    return c
+  c.data.batch_size = 128
+  c.model.features = 128
+  c.optim.update(g_lr=1e-3, d_lr=1e-3, schedule='linear')
+  c.train.update(steps=12000, rounds_per_call=50, log_every=100, eval_every=2000,
+                 checkpoint_every=4000)
+  c.eval.update(grid_size=100, metrics=('fid', 'kid', 'pr'), fid_every=4000)
   return c
