@@ -10,6 +10,7 @@ from gan import train
 event_accumulator = pytest.importorskip('tensorboard.backend.event_processing.event_accumulator')
 
 
+@pytest.mark.slow
 def test_gan_lab_pictures_and_scalars_once_per_step_after_a_resume(tmp_path):
   wd = str(tmp_path / 'run')
   config = load_config('gan/configs/toy2d.py:ring8,quick', ['train.steps=150',

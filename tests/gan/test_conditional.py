@@ -38,6 +38,7 @@ def trained(request):
   return request.param, steps, config, before, state, metrics
 
 
+@pytest.mark.slow
 def test_every_conditioning_trains_a_round(trained):
   conditioning, steps, _, before, state, metrics = trained
   assert int(state['step']) == 2

@@ -94,6 +94,7 @@ def test_reference_stats_are_cached_and_refused_for_another_network(tmp_path, mo
     evaluation.reference_stats(config, other)
 
 
+@pytest.mark.slow
 def test_conditional_quick_config_end_to_end_with_metrics_and_class_grid(quick_run):
   wd, summary = quick_run
   metric_rows = [r for r in read_metrics(wd) if 'fid_digits' in r]
@@ -122,7 +123,7 @@ def test_launch_evaluate_appends_to_metrics_and_merges_summary(quick_run, capsys
   with open(os.path.join(quick_run, 'summary.json')) as f:
     before = json.load(f)
   _evaluate([f'--workdir={quick_run}', '--metrics=fid,pr,is,cas', '--num_samples=100'])
-  assert 'step 40' in capsys.readouterr().out
+  assert 'step=40' in capsys.readouterr().out
   rows = read_metrics(quick_run)
   assert rows[:-1] == before_rows
   row = rows[-1]
@@ -181,6 +182,7 @@ def test_in_run_metrics_need_inception_weights_for_tfds_data(tmp_path):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
+@pytest.mark.slow
 def test_default_style_run_reports_quality_next_to_the_real_vs_real_floor(tmp_path, capsys):
   import launch.gan
   wd = str(tmp_path / 'run')

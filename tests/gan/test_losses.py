@@ -160,6 +160,7 @@ def _d_update(r1_gamma, r1_every, step):
   return jax.tree.leaves(new['d']['params']), float(metrics.get('r1', 0.0))
 
 
+@pytest.mark.slow
 def test_lazy_r1_applies_k_times_the_penalty_every_kth_round_only():
   full_k, r1_full = _d_update(0.4, 1, step=8)   # the penalty weighted 4 x 0.1
   lazy_on, r1_on = _d_update(0.1, 4, step=8)    # 8 % 4 == 0: penalty round
@@ -174,6 +175,7 @@ def test_lazy_r1_applies_k_times_the_penalty_every_kth_round_only():
   assert max(float(np.abs(a - b).max()) for a, b in zip(lazy_on, plain)) > 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('noise', ['gaussian', 'uniform'])
 def test_round_with_precomputed_draws_is_bitwise_the_round_that_draws_itself(noise):
   """`_train_rounds` hands each round its noise and real samples drawn ahead for the chunk

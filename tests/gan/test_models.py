@@ -47,6 +47,7 @@ def _sn_layers(variables, inter):
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', ['mlp', 'dcgan'])
 def test_spectral_norm_makes_effective_weights_unit_norm(model):
   if model == 'mlp':

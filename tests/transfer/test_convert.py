@@ -353,6 +353,7 @@ def _run_cli(*args):
                         timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_cli_converts(tmp_path, r18):
   path, _ = r18
   out = tmp_path / 'converted'

@@ -114,6 +114,7 @@ def _flat(tree):
   return {'/'.join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(tree).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode', ['scratch', 'fine_tune', 'two_phase'])
 def test_each_mode_trains_and_the_loss_falls(tmp_path, mode):
   _, summary, _, losses = _run(tmp_path, mode)
@@ -136,6 +137,7 @@ def test_feature_extraction_leaves_backbone_and_statistics_bitwise_unchanged(
   assert changed and all(k.startswith('params/head/') for k in changed), changed
 
 
+@pytest.mark.slow
 def test_partial_updates_only_the_last_stages_even_with_batchnorm_training(tmp_path):
   config, _, variables, losses = _run(tmp_path, 'partial', ['freeze.trainable_stages=1',
                                                             'freeze.bn_train=True'])

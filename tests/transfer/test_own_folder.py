@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from common.config import REPO_ROOT
@@ -30,6 +31,7 @@ def _readme_command() -> list[str]:
   return shlex.split(line)
 
 
+@pytest.mark.slow
 def test_readme_own_folder_command_runs_end_to_end(tmp_path):
   images, workdir = str(tmp_path / 'my_images'), str(tmp_path / 'runs' / 'my_images')
   _class_folders(images)

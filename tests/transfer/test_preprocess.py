@@ -103,6 +103,7 @@ def test_resize_rejects_crop_larger_than_resize():
 CROP_BATCH = (8, 16, 16, 3)
 
 
+@pytest.mark.slow
 def test_random_crop_shapes_and_determinism():
   images = jnp.asarray(_uint8_images(CROP_BATCH))
   fn = jax.jit(preprocessing.random_resized_crop_flip, static_argnums=(2,))

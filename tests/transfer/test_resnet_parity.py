@@ -48,7 +48,10 @@ def _check_parity(variables, arch, style, include_top, images, ref_out,
 # torchvision style against the torch reference.
 
 
-@pytest.fixture(scope='module', params=list(TORCH_SHAPES))
+# ResNet-18 and -50 in the fast suite; the deeper ones (same blocks, more of them) in -m slow.
+@pytest.fixture(scope='module', params=[
+    a if a in ('resnet18', 'resnet50') else pytest.param(a, marks=pytest.mark.slow)
+    for a in TORCH_SHAPES])
 def torch_case(request, tmp_path_factory):
   arch = request.param
   tmp = tmp_path_factory.mktemp(arch)
@@ -78,6 +81,7 @@ def test_torchvision_parity(torch_case):
                   c['stages']['pool'], c['stages'], f'{arch} torchvision notop')
 
 
+@pytest.mark.slow
 def test_torchvision_train_mode_matches_torch(tmp_path):
   """train=True normalises with batch statistics and updates running stats
   with momentum 0.1; flax uses the biased batch variance where torch uses the
@@ -135,6 +139,7 @@ def keras_case(request, tmp_path_factory):
               model=model)
 
 
+@pytest.mark.slow
 def test_keras_parity(keras_case):
   """.weights.h5 against keras; the legacy .h5 must give the same tensors."""
   c = keras_case

@@ -28,6 +28,7 @@ def _random_variables(config, num_classes=5):
   return model, jax.device_get(weights.init_variables(model, config, '', key))
 
 
+@pytest.mark.slow
 def test_cached_features_equal_on_the_fly_features(tmp_path):
   config = load_config(f'{DIGITS}:feature_extraction,quick', ['data.test_limit=60'])
   data = data_lib.load_data(config.data, seed=0)
@@ -59,6 +60,7 @@ def _leaves(workdir):
   return step, {jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves}
 
 
+@pytest.mark.slow
 def test_interrupted_two_phase_run_resumes_bitwise(tmp_path):
   config = load_config(f'{DIGITS}:two_phase,quick', [
       'model.weights=', 'train.head_epochs=2', 'train.epochs=1', 'train.log_every=1',
@@ -89,6 +91,7 @@ def test_interrupted_two_phase_run_resumes_bitwise(tmp_path):
       np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow
 def test_image_steps_run_in_chunks_that_match_single_steps(tmp_path, monkeypatch):
   # 7 image steps, a log row every 5, chunks of 3: a chunk where 3 steps fit before the next
   # boundary (log row or phase end), single steps otherwise (at most two compilations).
@@ -128,6 +131,7 @@ def test_image_steps_run_in_chunks_that_match_single_steps(tmp_path, monkeypatch
     for a, b in zip(jax.tree.leaves(v1), jax.tree.leaves(v3)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
+@pytest.mark.slow
 def test_quick_ablation_runs_end_to_end_via_launch(tmp_path, capsys):
   wd = str(tmp_path / 'ablation')
   launch.transfer.main(['prog', f'--config={DIGITS}:quick', f'--workdir={wd}'])

@@ -41,6 +41,7 @@ def test_resize_matches_torch_bilinear(size):
   np.testing.assert_allclose(got, want, atol=size * 2.0**-23)
 
 
+@pytest.mark.slow
 def test_features_and_logits_match_torch(torch_net, weights_file):
   variables = inception.convert_pytorch_fid(str(weights_file))
   x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
