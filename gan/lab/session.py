@@ -208,15 +208,18 @@ class Session:
     if step is None:
       ckpt.close()
       raise UserError(f'{os.path.basename(workdir)!r} has no checkpoint to open')
-    for r, key, value in saved:  # the config in force at the checkpoint, edits recorded
-      if r < step:
-        session._replace_live([(key, value)], r)
+    # The config in force at the checkpoint, the edits recorded; one round's edits together (a
+    # drawn distribution changes data.name and data.path at once).
+    rounds = sorted({r for r, _, _ in saved if r < step})
+    for r in rounds:
+      session._replace_live([(k, v) for rr, k, v in saved if rr == r], r)
     session.state, _, _ = ckpt.restore(session.state)
     ckpt.close()
     rest = [(k, v) for r, k, v in saved if r >= step]
     if rest:
       session.edit(rest)
-    session.history = [m for m in read_metrics(workdir) if 'loss_d' in m or 'loss_g' in m]
+    rows = read_metrics(workdir) if os.path.exists(os.path.join(workdir, 'metrics.jsonl')) else []
+    session.history = [m for m in rows if 'loss_d' in m or 'loss_g' in m]
     return session
 
   def _replace_live(self, changes: list[tuple[str, object]], step: int) -> None:
