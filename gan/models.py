@@ -1,4 +1,4 @@
-"""GAN generators and discriminators: GAN Lab style MLPs for 2D data and DCGAN convnets.
+"""GAN generators and discriminators: MLPs (GAN Lab's 2D toys, small images) and DCGAN convnets.
 
 Every module is called as `module.apply(variables, x, train=...)`; variables are
 `{'params': ...}` plus `'batch_stats'` when the module has BatchNorm (DCGAN G) or
@@ -186,7 +186,12 @@ def _check_images(x: Array, image_size: int, channels: int) -> None:
 # ---- GAN Lab MLPs -----------------------------------------------------------------
 
 class MLPGenerator(nn.Module):
-  """z [B, Z] -> samples [B, out_dim]: `depth` hidden layers, linear output (depth 0 = affine map)."""
+  """z [B, Z] -> samples [B, out_dim]: `depth` hidden layers, linear output (depth 0 = affine map).
+
+  With `image_shape` (H, W, C) the output goes through tanh and is reshaped to images
+  [B, H, W, C] in [-1, 1] (out_dim must be H * W * C): a deep generator for small images,
+  where DCGAN's at 8x8 is a single layer.
+  """
   # Layers this small run faster on XLA:CPU's own dot kernels than on the library it hands
   # larger ones to (DCGAN's keep it); read by `common.kernels.xla_cpu.jit_for`.
   xla_cpu_kernels: ClassVar[bool] = True
@@ -194,10 +199,14 @@ class MLPGenerator(nn.Module):
   hidden: int = 64
   depth: int = 2
   activation: str = 'relu'
+  image_shape: tuple[int, ...] = ()
   dtype: Dtype = jnp.float32
 
   def __post_init__(self):
     _check_positive('out_dim', self.out_dim)
+    if self.image_shape and int(np.prod(self.image_shape)) != self.out_dim:
+      raise UserError(f'image_shape {tuple(self.image_shape)} does not hold out_dim '
+                      f'{self.out_dim} values')
     _check_positive('hidden', self.hidden)
     _check_depth(self.depth)
     _check_activation(self.activation)
@@ -209,11 +218,15 @@ class MLPGenerator(nn.Module):
     x = z.astype(self.dtype)
     for _ in range(self.depth):
       x = act(nn.Dense(self.hidden, dtype=self.dtype)(x))
-    return nn.Dense(self.out_dim, dtype=self.dtype)(x)
+    y = nn.Dense(self.out_dim, dtype=self.dtype)(x)
+    if self.image_shape:
+      y = jnp.tanh(y).reshape((z.shape[0], *self.image_shape))
+    return y
 
 
 class MLPDiscriminator(nn.Module):
-  """x [B, D] -> logits [B] (float32): `depth` hidden layers, optional spectral norm on all layers."""
+  """x [B, D] (or images [B, H, W, C], flattened) -> logits [B] (float32): `depth` hidden
+  layers, optional spectral norm on all layers."""
   xla_cpu_kernels: ClassVar[bool] = True  # as MLPGenerator's
   hidden: int = 64
   depth: int = 2
@@ -230,7 +243,8 @@ class MLPDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     act = ACTIVATIONS[self.activation]
-    h = x.astype(self.dtype)
+    h = x.reshape(x.shape[0], -1) if x.ndim > 2 else x
+    h = h.astype(self.dtype)
     for _ in range(self.depth):
       h = act(Linear(self.hidden, self.spectral_norm, dtype=self.dtype)(h, train))
     logits = Linear(1, self.spectral_norm, dtype=self.dtype)(h, train)
@@ -321,7 +335,8 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
                   ) -> tuple[nn.Module, nn.Module]:
   """(generator, discriminator) for `model_cfg.name`, sized for samples of `data_shape`.
 
-  data_shape is (D,) for points (mlp) or (H, W, C) for images (dcgan). Reads hidden,
+  data_shape is (D,) for points (mlp) or (H, W, C) for images (dcgan, or mlp on the
+  flattened pixels with a tanh output). Reads hidden,
   depth, activation, spectral_norm (mlp) or features, upsample, spectral_norm (dcgan),
   and optionally dtype; other fields are ignored.
   """
@@ -336,12 +351,12 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
   spectral_norm = bool(model_cfg.get('spectral_norm', False))
   data_shape = tuple(data_shape)
   if name == 'mlp':
-    if len(data_shape) != 1:
-      raise UserError(f'model mlp needs point data of shape (D,), got {data_shape}: '
-                      'use model.name=dcgan for images')
+    if len(data_shape) not in (1, 3):
+      raise UserError(f'model mlp needs points (D,) or images (H, W, C), got {data_shape}')
     common = dict(hidden=model_cfg.get('hidden', 64), depth=model_cfg.get('depth', 2),
                   activation=model_cfg.get('activation', 'relu'), dtype=dtype)
-    return (g_cls(out_dim=data_shape[0], **common),
+    image_shape = data_shape if len(data_shape) == 3 else ()
+    return (g_cls(out_dim=int(np.prod(data_shape)), image_shape=image_shape, **common),
             d_cls(spectral_norm=spectral_norm, **common))
   if len(data_shape) != 3 or data_shape[0] != data_shape[1]:
     raise UserError(f'model dcgan needs square images (H, W, C), got {data_shape}: '

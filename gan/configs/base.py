@@ -12,7 +12,7 @@ HELP = {
     'data.path': 'points file (.csv, .npy or whitespace .txt; x y per row) for data.name=points',
     'data.data_dir': 'TFDS data directory (default: TFDS\'s own, ~/tensorflow_datasets)',
     'data.batch_size': 'global batch of real and of generated samples (divisible by devices)',
-    'model.name': 'mlp (2D) | dcgan (images)',
+    'model.name': 'mlp (2D points, or images as flat pixels with a tanh output) | dcgan (images)',
     'model.hidden': 'mlp: neurons per hidden layer',
     'model.depth': 'mlp: hidden layers of G and D (0-5)',
     'model.activation': 'mlp: relu | leaky_relu | tanh | sigmoid',

@@ -129,6 +129,18 @@ def test_mlp_models_shapes(depth, spectral_norm):
     assert ('batch_stats' in d_vars) == spectral_norm and 'batch_stats' not in g_vars
 
 
+def test_mlp_models_on_images():
+  # G ends in tanh and returns images; D flattens them. Points keep the linear output.
+  gen, disc = models.create_models(_cfg(name='mlp', depth=2, activation='leaky_relu'), (8, 8, 1))
+  assert gen.image_shape == (8, 8, 1) and gen.out_dim == 64
+  z = models.sample_noise(KEY, 4, 8, 'gaussian')
+  _, _, x, _, _, logits = _run(gen, disc, z)
+  assert x.shape == (4, 8, 8, 1) and logits.shape == (4,) and logits.dtype == jnp.float32
+  assert float(jnp.max(jnp.abs(x))) <= 1.0 and float(jnp.std(x)) > 0
+  with pytest.raises(UserError, match='does not hold out_dim'):
+    models.MLPGenerator(out_dim=10, image_shape=(8, 8, 1))
+
+
 @pytest.mark.parametrize('size', models.IMAGE_SIZES)
 @pytest.mark.parametrize('channels', [1, 3])
 def test_dcgan_models_shapes(size, channels):
@@ -240,8 +252,8 @@ def test_create_models_rejects_bad_shapes():
     models.create_models(_cfg(), (48, 48, 3))
   with pytest.raises(UserError, match='needs square images'):
     models.create_models(_cfg(), (2,))
-  with pytest.raises(UserError, match='needs point data'):
-    models.create_models(_cfg(name='mlp'), (28, 28, 1))
+  with pytest.raises(UserError, match=r'needs points \(D,\) or images'):
+    models.create_models(_cfg(name='mlp'), (28, 28))
   disc = models.DCGANDiscriminator(16, 1, 4)
   with pytest.raises(UserError, match=r'expected \[B, 16, 16, 1\]'):
     disc.init(KEY, jnp.zeros((1, 16, 16, 3)))

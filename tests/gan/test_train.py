@@ -82,6 +82,18 @@ def test_quick_variants_run_end_to_end(tmp_path, spec):
     assert 0 <= summary['js'] <= np.log(2) and summary['kl'] >= 0
 
 
+def test_quick_mlp_on_digits_trains(tmp_path):
+  # model.name=mlp on images: G's tanh output is reshaped to [B, 8, 8, 1], D flattens it.
+  config = load_config('gan/configs/dcgan_digits.py:quick',
+                       ['model.name=mlp', 'model.hidden=32', 'model.depth=2',
+                        'model.activation=leaky_relu'])
+  wd = str(tmp_path / 'run')
+  summary = train.train_and_evaluate(config, wd)
+  assert summary['step'] == config.train.steps
+  assert np.isfinite(summary['loss_d']) and np.isfinite(summary['loss_g'])
+  assert os.path.exists(os.path.join(wd, 'images', 'samples.png'))
+
+
 @pytest.mark.parametrize('spec', ['gan/configs/dcgan_mnist.py:quick', 'gan/configs/dcgan_cifar10.py:quick'])
 def test_tfds_configs_ask_for_prepared_data(tmp_path, spec):
   config = load_config(spec, [f'data.data_dir={tmp_path}/tfds'])
