@@ -278,7 +278,7 @@ def test_sample_noise():
   g = np.asarray(models.sample_noise(KEY, 4000, 1, 'gaussian'))
   assert g.shape == (4000, 1) and abs(g.mean()) < 0.05 and g.std() == pytest.approx(1.0, rel=0.05)
   assert models.sample_noise(KEY, 3, 100, 'gaussian').shape == (3, 100)
-  with pytest.raises(UserError, match='uniform, gaussian'):
+  with pytest.raises(UserError, match='gaussian, uniform'):
     models.sample_noise(KEY, 3, 2, 'laplace')
   with pytest.raises(UserError, match='noise_dim must be a positive integer'):
     models.sample_noise(KEY, 3, 0)
