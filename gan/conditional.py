@@ -120,9 +120,9 @@ def check_config(model_cfg: Mapping[str, Any], dataset: str) -> None:
   if k != DATASET_CLASSES[dataset]:
     raise UserError(f'model.num_classes={k} but {dataset} has {DATASET_CLASSES[dataset]} classes; '
                     f'set model.num_classes={DATASET_CLASSES[dataset]}')
-  if model_cfg.get('name') != 'dcgan':
-    raise UserError(f"conditional GANs are built on model.name='dcgan', not "
-                    f"{model_cfg.get('name')!r}; set model.name=dcgan")
+  if model_cfg.get('name') not in models.IMAGE_MODELS:
+    raise UserError(f"conditional GANs are built on model.name='dcgan' or 'sngan', not "
+                    f"{model_cfg.get('name')!r}; set model.name=dcgan or sngan")
   if model_cfg.get('embed_dim', 32) < 1:
     raise UserError(f"model.embed_dim must be at least 1, got {model_cfg.get('embed_dim')}")
 
@@ -135,6 +135,8 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
   k = int(model_cfg.get('num_classes', 0))
   if k < 1:
     raise UserError(f'a conditional model needs model.num_classes >= 1, got {k}')
+  if model_cfg.get('name') == 'sngan':  # conditional BatchNorm and projection built in
+    return models.create_models(model_cfg, data_shape)
   g_base, d_base = models.create_models(model_cfg, data_shape)
   if not isinstance(d_base, models.DCGANDiscriminator):
     raise UserError("conditional GANs are built on model.name='dcgan'; set model.name=dcgan")

@@ -12,12 +12,15 @@ HELP = {
     'data.path': 'points file (.csv, .npy or whitespace .txt; x y per row) for data.name=points',
     'data.data_dir': 'TFDS data directory (default: TFDS\'s own, ~/tensorflow_datasets)',
     'data.batch_size': 'global batch of real and of generated samples (divisible by devices)',
-    'model.name': 'mlp (2D) | dcgan (images)',
+    'model.name': 'mlp (2D) | dcgan (images) | sngan (ResNet GAN, 32/48/64/128 px images)',
     'model.hidden': 'mlp: neurons per hidden layer',
     'model.depth': 'mlp: hidden layers of G and D (0-5)',
     'model.activation': 'mlp: relu | leaky_relu | tanh | sigmoid',
     'model.spectral_norm': 'spectral normalisation of D\'s layers',
-    'model.features': 'dcgan: channels of the widest layer',
+    'model.features': 'dcgan: channels of the widest layer; sngan: the width unit (64: the '
+                      'published widths)',
+    'model.attention': 'sngan: feature-map side of a SAGAN self-attention block in G and D '
+                       '(0: none)',
     'model.upsample': 'dcgan G: col2im (fast) | subpixel | transpose (lax.conv_transpose, '
                       'the reference)',
     'model.noise_dim': 'noise dimensions (1 or 2 for GAN Lab\'s toys)',
@@ -70,8 +73,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.data = dict(name='ring8', path='', data_dir='', batch_size=256)
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
-                 features=64, upsample='col2im', noise_dim=2, noise='gaussian', dtype='float32',
-                 num_classes=0, conditioning='projection', embed_dim=32)
+                 features=64, attention=0, upsample='col2im', noise_dim=2, noise='gaussian',
+                 dtype='float32', num_classes=0, conditioning='projection', embed_dim=32)
   # r1_every > 1 is lazy R1 (Karras et al. 2020): it keeps the penalty's effect and saves most
   # of its double backprop.
   c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0, r1_every=1, aux_weight=1.0)

@@ -111,9 +111,20 @@ def _run_abstract(gen, disc, z_shape):
 
 
 def test_registry_names():
-  assert set(models.MODELS) == {'mlp', 'dcgan'}
-  with pytest.raises(UserError, match="unknown model.name 'vae'.*dcgan, mlp"):
+  assert set(models.MODELS) == {'mlp', 'dcgan', 'sngan'}
+  with pytest.raises(UserError, match="unknown model.name 'vae'.*dcgan, mlp, sngan"):
     models.create_models(_cfg(name='vae'), (2,))
+
+
+REGISTRY_SHAPES = {'mlp': (2,), 'dcgan': (16, 16, 3), 'sngan': (32, 32, 3)}
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_every_registered_model_builds_and_runs(name):
+  gen, disc = models.create_models(_cfg(name=name, features=2), REGISTRY_SHAPES[name])
+  assert (type(gen), type(disc)) == models.MODELS[name]
+  _, _, x, _, _, logits = _run_abstract(gen, disc, (3, 8))
+  assert x.shape == (3, *REGISTRY_SHAPES[name]) and logits.shape == (3,)
 
 
 @pytest.mark.parametrize('spectral_norm', [False, True])
@@ -265,7 +276,7 @@ def test_sample_noise():
   g = np.asarray(models.sample_noise(KEY, 4000, 1, 'gaussian'))
   assert g.shape == (4000, 1) and abs(g.mean()) < 0.05 and g.std() == pytest.approx(1.0, rel=0.05)
   assert models.sample_noise(KEY, 3, 100, 'gaussian').shape == (3, 100)
-  with pytest.raises(UserError, match='uniform, gaussian'):
+  with pytest.raises(UserError, match='gaussian, uniform'):
     models.sample_noise(KEY, 3, 2, 'laplace')
   with pytest.raises(UserError, match='noise_dim must be a positive integer'):
     models.sample_noise(KEY, 3, 0)
