@@ -44,6 +44,14 @@ HELP = {
     'optim.weight_decay': 'weight decay (adam, sgd: L2 in the gradient; adamw: decoupled)',
     'optim.schedule': 'learning-rate schedule over the run: constant | linear | cosine (to 0)',
     'optim.warmup_steps': 'linear warm-up from 0 over this many updates',
+    'augment.name': 'augmentation of what D sees (images): none | diffaug (DiffAugment) | ada '
+                    '(adaptive discriminator augmentation)',
+    'augment.policy': 'ops in order; diffaug: color, translation, cutout; ada: geometric, color or '
+                      'single ops (xflip, rotate90, xint, scale, rotate, aniso, xfrac, brightness, '
+                      'contrast, lumaflip, hue, saturation); empty: all of them',
+    'augment.p': 'ada: initial probability of each op',
+    'augment.ada_target': 'ada: target of the mean sign of D on reals (0: p stays augment.p)',
+    'augment.ada_kimg': 'ada: thousands of real images over which p can move from 0 to 1',
     'train.steps': 'rounds to train; one round = n_d D steps then n_g G steps',
     'train.n_d': 'discriminator steps per round',
     'train.n_g': 'generator steps per round',
@@ -78,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
   # r1_every > 1 is lazy R1 (Karras et al. 2020): it keeps the penalty's effect and saves most
   # of its double backprop.
   c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0, r1_every=1, aux_weight=1.0)
+  c.augment = dict(name='none', policy='', p=0.0, ada_target=0.6, ada_kimg=500.0)
   c.optim = dict(name='adam', g_lr=1e-3, d_lr=1e-3, b1=0.5, b2=0.999, momentum=0.0,
                  weight_decay=0.0, schedule='constant', warmup_steps=0)
   c.train = dict(steps=2000, n_d=1, n_g=1, ema_decay=0.999, rounds_per_call=100, log_every=100,
