@@ -51,8 +51,23 @@ def build_data(config: ml_collections.ConfigDict) -> GanData:
     return GanData((2,), lambda key, _: source.sample(key, batch), source2d=source)
   if name not in images.IMAGE_DATASETS:
     raise unknown_name('dataset', name, [*data2d.DISTRIBUTIONS, 'points', *images.IMAGE_DATASETS])
-  src, shape = images.image_source(name, 'train', config.data.data_dir or None)
+  k = int(config.model.get('num_classes', 0))
+  src, shape = images.image_source(config.data, conditional=k > 0)
+  if k and name == 'folder':
+    check_folder_classes(src.folder, k)
   ds = data_lib.batched(src, batch, seed=config.seed, shuffle=True,
                         shard_index=jax.process_index(), shard_count=jax.process_count())
   return GanData(tuple(shape), lambda _, b: b['image'], iterator=data_lib.BatchIterator(ds),
-                 num_examples=len(src), labels=config.model.get('num_classes', 0) > 0)
+                 num_examples=len(src), labels=k > 0)
+
+
+def check_folder_classes(found, num_classes: int) -> None:
+  """A conditional run on a folder needs one sub-folder per class, as many as it has classes."""
+  if not found.classes:
+    raise UserError(f'model.num_classes={num_classes} needs class sub-folders, but the images '
+                    f'of {found.root} lie in one flat folder: sort them into one sub-folder per '
+                    'class or set model.num_classes=0')
+  if len(found.classes) != num_classes:
+    raise UserError(f'model.num_classes={num_classes} but {found.root} has '
+                    f'{len(found.classes)} class folders; set model.num_classes='
+                    f'{len(found.classes)}')

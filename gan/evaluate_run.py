@@ -70,7 +70,7 @@ def evaluate_workdir(workdir: str, metrics: str | list[str] | None = None,
     raise UserError(f'launch.evaluate measures image GANs; {workdir} trained on {name!r} points, '
                     'whose metrics are already in its metrics.jsonl')
   check_metrics(config, names, n, weights, ref_path)
-  shape = (8, 8, 1) if name == 'digits' else images.TFDS_IMAGE_DATASETS[name]
+  shape = images.image_shape(config.data)
   generator, discriminator = build_models(config, tuple(shape))
   mesh = sharding.data_mesh()
   steps = GanSteps(generator, discriminator, config, real_fn=None, mesh=mesh)

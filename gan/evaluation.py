@@ -70,7 +70,9 @@ def parse_metrics(value: str | Iterable[str] | None) -> list[str]:
 
 
 def uses_digits_net(config: ml_collections.ConfigDict) -> bool:
-  return config.data.name == 'digits'
+  """Digits at their own 8x8 size are measured with the digits CNN; everything else (digits
+  resized too) with the FID InceptionV3."""
+  return config.data.name == 'digits' and images.image_size(config.data) in (0, 8)
 
 
 def feature_dim(config: ml_collections.ConfigDict) -> int:
@@ -151,20 +153,20 @@ def create_feature_net(config: ml_collections.ConfigDict, inception_weights: str
 # ---- reference statistics ----------------------------------------------------------------
 
 def reference_split(config: ml_collections.ConfigDict) -> str:
-  """The split the GAN trains on: all digits, or the TFDS 'train' split."""
-  return 'all' if uses_digits_net(config) else 'train'
+  """The split the GAN trains on ('all' for digits and folders)."""
+  return images.train_split(config.data, config.model.get('num_classes', 0) > 0)
 
 
 def reference_paths(dataset: str, split: str, net_name: str) -> tuple[str, str]:
-  """(statistics .npz, features .npz) in the cache for one dataset, split and feature net."""
+  """(statistics .npz, features .npz) in the cache for one dataset key (`images.dataset_key`),
+  split and feature net."""
   stem = os.path.join(feature_net.cache_root(), 'reference', f'{dataset}-{split}-{net_name}')
   return f'{stem}.npz', f'{stem}-features.npz'
 
 
-def _real_images(config: ml_collections.ConfigDict, split: str):
-  """Yields real images [b, H, W, C] in [-1, 1] of the split, in order, in chunks."""
-  src, _ = images.image_source(config.data.name, split if split != 'all' else 'train',
-                               config.data.get('data_dir') or None)
+def _real_images(config: ml_collections.ConfigDict):
+  """Yields the training images [b, H, W, C] in [-1, 1], in order, in chunks."""
+  src, _ = images.image_source(config.data, config.model.get('num_classes', 0) > 0)
   for start in range(0, len(src), 1000):
     yield src.gather(np.arange(start, min(start + 1000, len(src))))['image']
 
@@ -173,7 +175,7 @@ def _compute_reference(config: ml_collections.ConfigDict, net: FeatureNet, split
   """One pass over the split: statistics of all images, features of a fixed subset."""
   acc = fid_lib.StatsAccumulator()
   feats = []
-  for x in _real_images(config, split):
+  for x in _real_images(config):
     f, _ = net.apply(x)
     acc.update(f)
     feats.append(f.astype(np.float32))
@@ -182,14 +184,15 @@ def _compute_reference(config: ml_collections.ConfigDict, net: FeatureNet, split
     keep = np.sort(np.random.default_rng(0).permutation(len(feats))[:REFERENCE_FEATURES])
     feats = feats[keep]
   mu, sigma = acc.result()
-  stats_path, feats_path = reference_paths(config.data.name, split, net.name)
+  key = images.dataset_key(config.data)
+  stats_path, feats_path = reference_paths(key, split, net.name)
   os.makedirs(os.path.dirname(stats_path), exist_ok=True)
   tmp = f'{feats_path}.tmp{os.getpid()}'
   with open(tmp, 'wb') as f:
     np.savez(f, features=feats, feature_net=np.str_(net.name))
   os.replace(tmp, feats_path)
-  fid_lib.save_stats(stats_path, fid_lib.FeatureStats(mu, sigma, net.name, config.data.name,
-                                                      split, acc.count))
+  fid_lib.save_stats(stats_path, fid_lib.FeatureStats(mu, sigma, net.name, key, split,
+                                                      acc.count))
 
 
 def reference_stats(config: ml_collections.ConfigDict, net: FeatureNet,
@@ -199,7 +202,7 @@ def reference_stats(config: ml_collections.ConfigDict, net: FeatureNet,
   if path:
     return fid_lib.load_stats(path, expected_feature_net=net.name)
   split = reference_split(config)
-  stats_path, _ = reference_paths(config.data.name, split, net.name)
+  stats_path, _ = reference_paths(images.dataset_key(config.data), split, net.name)
   if not os.path.exists(stats_path):
     _compute_reference(config, net, split)
   return fid_lib.load_stats(stats_path, expected_feature_net=net.name)
@@ -208,7 +211,7 @@ def reference_stats(config: ml_collections.ConfigDict, net: FeatureNet,
 def reference_features(config: ml_collections.ConfigDict, net: FeatureNet) -> np.ndarray:
   """Features [M, D] of up to REFERENCE_FEATURES real images (cached like the statistics)."""
   split = reference_split(config)
-  _, feats_path = reference_paths(config.data.name, split, net.name)
+  _, feats_path = reference_paths(images.dataset_key(config.data), split, net.name)
   if not os.path.exists(feats_path):
     _compute_reference(config, net, split)
   with np.load(feats_path, allow_pickle=False) as data:
@@ -314,7 +317,7 @@ def compute_metrics(context: Context, metrics: list[str], fake: np.ndarray,
 def real_vs_real(config: ml_collections.ConfigDict, net: FeatureNet, seed: int = 0,
                  kid_subsets: int = 100) -> dict[str, float]:
   """The floor of FID/KID/precision/recall: two disjoint random halves of the real images."""
-  x = np.concatenate(list(_real_images(config, reference_split(config))))
+  x = np.concatenate(list(_real_images(config)))
   perm = np.random.default_rng(seed).permutation(len(x))
   a, b = (net.apply(x[idx])[0] for idx in np.array_split(perm, 2))
   p, r = fm.precision_recall(a, b, k=PR_K)

@@ -60,7 +60,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError('model.num_classes must be >= 0 (0: unconditional), got '
                     f'{config.model.num_classes}')
   if config.model.num_classes > 0:
-    conditional.check_config(config.model, config.data.name)
+    conditional.check_config(config.model, config.data)
   if augment.build(config.augment) is not None and config.model.name not in models.IMAGE_MODELS:
     raise UserError(f'augment.name={config.augment.name} augments images; model '
                     f'{config.model.name!r} trains on points: set augment.name=none')

@@ -8,8 +8,14 @@ import ml_collections
 HELP = {
     'seed': 'root of every random stream (init, noise, data order, evaluation)',
     'data.name': '2D: line | gaussians | ring | disjoint | ring8 | grid25 | points; '
-                 'images: digits | mnist | fashion_mnist | cifar10 (TFDS, prepared once)',
-    'data.path': 'points file (.csv, .npy or whitespace .txt; x y per row) for data.name=points',
+                 'images: digits | folder | mnist | fashion_mnist | cifar10 | celeb_a | stl10 '
+                 '(TFDS, prepared once)',
+    'data.path': 'points: a points file (.csv, .npy or whitespace .txt; x y per row); folder: a '
+                 'folder of images, flat or one sub-folder per class',
+    'data.split': 'TFDS split to train on (empty: train; stl10: unlabelled, or train when '
+                  'conditional)',
+    'data.image_size': 'images: side they are resized and centre-cropped to (0: the dataset\'s '
+                       'own; folder, celeb_a: required)',
     'data.data_dir': 'TFDS data directory (default: TFDS\'s own, ~/tensorflow_datasets)',
     'data.batch_size': 'global batch of real and of generated samples (divisible by devices)',
     'model.name': 'mlp (2D) | dcgan (images) | sngan (ResNet GAN, 32/48/64/128 px images)',
@@ -79,7 +85,7 @@ HELP = {
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = dict(name='ring8', path='', data_dir='', batch_size=256)
+  c.data = dict(name='ring8', path='', data_dir='', split='', image_size=0, batch_size=256)
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
                  features=64, attention=0, upsample='col2im', noise_dim=2, noise='gaussian',
                  dtype='float32', num_classes=0, conditioning='projection', embed_dim=32)
