@@ -122,7 +122,7 @@ def test_launch_evaluate_appends_to_metrics_and_merges_summary(quick_run, capsys
   with open(os.path.join(quick_run, 'summary.json')) as f:
     before = json.load(f)
   _evaluate([f'--workdir={quick_run}', '--metrics=fid,pr,is,cas', '--num_samples=100'])
-  assert 'step 40' in capsys.readouterr().out
+  assert 'step=40' in capsys.readouterr().out
   rows = read_metrics(quick_run)
   assert rows[:-1] == before_rows
   row = rows[-1]
