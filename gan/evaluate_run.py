@@ -31,9 +31,11 @@ def default_metrics(config: ml_collections.ConfigDict) -> list[str]:
 
 def evaluate_workdir(workdir: str, metrics: str | list[str] | None = None,
                      num_samples: int | None = None, inception_weights: str | None = None,
-                     reference_stats_path: str | None = None) -> tuple[int, dict[str, Any]]:
+                     reference_stats_path: str | None = None, protocol: str = ''
+                     ) -> tuple[int, dict[str, Any]]:
   """Metrics of the EMA generator in `workdir`'s latest checkpoint, appended to metrics.jsonl
-  (with the checkpoint's step) and merged into summary.json. Returns (step, results)."""
+  (with the checkpoint's step and, when named, the `protocol`) and merged into summary.json.
+  Returns (step, results)."""
   config = load_run_config(workdir)
   names = parse_metrics(metrics) if metrics else default_metrics(config)
   if not names:
@@ -51,6 +53,8 @@ def evaluate_workdir(workdir: str, metrics: str | list[str] | None = None,
   fake, labels = generate(steps, state['ema'], rng_lib.stream(key, 'evaluate'), n)
   results = compute_metrics(context, names, fake, labels)
   results['eval_num_samples'] = n
+  if protocol:
+    results['eval_protocol'] = protocol
   if distributed.is_main():
     write_results(workdir, step, results)
   return step, results

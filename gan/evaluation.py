@@ -5,6 +5,7 @@ Metrics (`eval.metrics`, `launch.evaluate --metrics`; registry `METRICS`):
   kid   kernel inception distance (mean and std over subsets)
   is    Inception Score of the feature network's class probabilities
   pr    improved precision and recall (k=3)
+  dc    density and coverage (Naeem et al. 2020, k=5)
   cas   conditional digits runs: `cas_label_acc`, share of samples that the real-data digits
         classifier labels as the class they were drawn for; `cas`, held-out accuracy of a
         logistic regression on pixels trained on generated samples only (Ravuri & Vinyals 2019),
@@ -40,6 +41,8 @@ INCEPTION_FILE = "pytorch-fid's pt_inception-2015-12-05-6726825d.pth"
 REFERENCE_FEATURES = 10_000  # real images kept as features for KID and precision/recall
 SAMPLE_BATCH = 500
 PR_K = 3
+DC_K = 5
+FEATURE_NETS = ('inception', 'digits')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,14 +128,24 @@ _MIN_SAMPLES = {
   'kid': lambda dim: 2,
   'is': lambda dim: 10,  # one sample per split at least
   'pr': lambda dim: PR_K + 1,
+  'dc': lambda dim: DC_K + 1,
   'cas': lambda dim: 2 * feature_net.NUM_CLASSES,
 }
 
 
 def create_feature_net(config: ml_collections.ConfigDict, inception_weights: str = ''
                        ) -> FeatureNet:
-  """The digits CNN (trained and cached on first use) or the FID InceptionV3."""
-  if uses_digits_net(config):
+  """The digits CNN (trained and cached on first use) or the FID InceptionV3, as the run needs."""
+  return feature_net_by_name('digits' if uses_digits_net(config) else 'inception',
+                             inception_weights)
+
+
+def feature_net_by_name(name: str, inception_weights: str = '') -> FeatureNet:
+  """'digits': the digits CNN (8x8 grey images); 'inception': the FID InceptionV3 from
+  pytorch-fid's weights file `inception_weights`."""
+  if name not in FEATURE_NETS:
+    raise unknown_name('feature network', name, FEATURE_NETS)
+  if name == 'digits':
     net = feature_net.digits_net()
 
     def apply_digits(x):
@@ -141,6 +154,9 @@ def create_feature_net(config: ml_collections.ConfigDict, inception_weights: str
 
     return FeatureNet(net.name, '_digits', net.dim, apply_digits)
   from common.metrics import inception
+  if not inception_weights:
+    raise UserError(f'Inception features need the FID InceptionV3 weights: pass '
+                    f'--inception_weights=PATH ({INCEPTION_FILE})')
   variables = inception.convert_pytorch_fid(inception_weights)
 
   def apply_inception(x):
@@ -260,6 +276,11 @@ def _precision_recall(s: Samples, c: Context) -> dict[str, float]:
   return {f'precision{c.net.suffix}': p, f'recall{c.net.suffix}': r}
 
 
+def _density_coverage(s: Samples, c: Context) -> dict[str, float]:
+  d, cov = fm.density_coverage(reference_features(c.config, c.net), s.features, k=DC_K)
+  return {f'density{c.net.suffix}': d, f'coverage{c.net.suffix}': cov}
+
+
 def _cas(s: Samples, c: Context) -> dict[str, float]:
   net = feature_net.digits_net()
   return {'cas_label_acc': float(np.mean(s.probs.argmax(-1) == s.labels)),
@@ -272,6 +293,7 @@ METRICS: dict[str, Callable[[Samples, Context], dict[str, float]]] = {
   'kid': _kid,
   'is': _inception_score,
   'pr': _precision_recall,
+  'dc': _density_coverage,
   'cas': _cas,
 }
 

@@ -73,7 +73,7 @@ HELP = {
     'eval.num_samples': 'samples for each evaluation',
     'eval.plots': '2D: GAN Lab pictures at each evaluation',
     'eval.grid_size': 'images: samples in the grid PNG',
-    'eval.metrics': 'images: any of fid, kid, is, pr, cas (e.g. fid,pr)',
+    'eval.metrics': 'images: any of fid, kid, is, pr, dc (density/coverage), cas (e.g. fid,pr)',
     'eval.fid_every': 'rounds between eval.metrics evaluations (and at the end)',
     'eval.inception_weights': 'pytorch-fid\'s InceptionV3 .pth, for metrics on TFDS images',
     'eval.reference_stats': 'statistics .npz to compare against instead of the cached ones',
