@@ -55,10 +55,22 @@ def build_data(config: ml_collections.ConfigDict) -> GanData:
   src, shape = images.image_source(config.data, conditional=k > 0)
   if k and name == 'folder':
     check_folder_classes(src.folder, k)
+  src = subset(src, int(config.data.get('subset', 0)))
   ds = data_lib.batched(src, batch, seed=config.seed, shuffle=True,
                         shard_index=jax.process_index(), shard_count=jax.process_count())
   return GanData(tuple(shape), lambda _, b: b['image'], iterator=data_lib.BatchIterator(ds),
                  num_examples=len(src), labels=k > 0)
+
+
+def subset(src, n: int):
+  """The first n records of a fixed random order of `src` (seed 0, whatever config.seed is, so
+  every run of a comparison trains on the same images); n = 0: all of them."""
+  if n < 0 or n > len(src):
+    raise UserError(f'data.subset={n} must be in 0..{len(src)} (the dataset has {len(src)} '
+                    'images; 0: all)')
+  if not n or n == len(src):
+    return src
+  return data_lib.SubsetSource(src, np.sort(np.random.default_rng(0).permutation(len(src))[:n]))
 
 
 def check_folder_classes(found, num_classes: int) -> None:

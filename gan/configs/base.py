@@ -17,6 +17,8 @@ HELP = {
     'data.image_size': 'images: side they are resized and centre-cropped to (0: the dataset\'s '
                        'own; folder, celeb_a: required)',
     'data.data_dir': 'TFDS data directory (default: TFDS\'s own, ~/tensorflow_datasets)',
+    'data.subset': 'images: train on this many (a fixed random choice, the same in every run; '
+                   '0: all); metrics still compare with the whole split',
     'data.batch_size': 'global batch of real and of generated samples (divisible by devices)',
     'model.name': 'mlp (2D) | dcgan (images) | sngan (ResNet GAN, 32/48/64/128 px images)',
     'model.hidden': 'mlp: neurons per hidden layer',
@@ -85,7 +87,8 @@ HELP = {
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = dict(name='ring8', path='', data_dir='', split='', image_size=0, batch_size=256)
+  c.data = dict(name='ring8', path='', data_dir='', split='', image_size=0, subset=0,
+                batch_size=256)
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
                  features=64, attention=0, upsample='col2im', noise_dim=2, noise='gaussian',
                  dtype='float32', num_classes=0, conditioning='projection', embed_dim=32)

@@ -146,3 +146,18 @@ def test_sngan_trains_on_a_folder_and_resumes(class_folder, tmp_path):
   summary = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert summary['step'] == 4 and np.isfinite(summary['loss_d'])
   assert os.path.exists(tmp_path / 'run' / 'images' / 'samples.png')
+
+
+def test_subset_trains_on_the_same_fixed_images_whatever_the_seed():
+  def indices(seed, subset):
+    gdata = build_data(load_config('gan/configs/digits_few.py:quick',
+                                   [f'seed={seed}', f'data.subset={subset}']))
+    x = gdata.iterator.take(20)['image']  # 1,280 draws: every image of the subset
+    return gdata.num_examples, np.unique(x.reshape(-1, 64), axis=0)
+
+  n, seen = indices(0, 180)
+  n1, seen1 = indices(1, 180)
+  assert n == n1 == 180 and 170 < len(seen) <= 180 and np.array_equal(seen, seen1)
+  assert indices(0, 0)[0] == 1797
+  with pytest.raises(UserError, match='data.subset=2000 must be in 0..1797'):
+    indices(0, 2000)

@@ -109,7 +109,8 @@ def test_conditional_batchnorm_matches_a_hand_computation():
   variables = {**variables, 'params': params}
   y, upd = cbn.apply(variables, x, labels, True, mutable=['batch_stats'])
   mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
-  want = (x - mean) / np.sqrt(var + 1e-5) * gamma[labels][:, None, None] + beta[labels][:, None, None]
+  g, b = gamma[labels][:, None, None], beta[labels][:, None, None]
+  want = (x - mean) / np.sqrt(var + 1e-5) * g + b
   np.testing.assert_allclose(np.asarray(y), want, rtol=1e-4, atol=1e-5)
   stats = upd['batch_stats']['BatchNorm_0']
   np.testing.assert_allclose(stats['mean'], 0.1 * mean, rtol=1e-5, atol=1e-6)
@@ -117,7 +118,7 @@ def test_conditional_batchnorm_matches_a_hand_computation():
   # Inference mode normalises with the running statistics instead.
   y_eval = cbn.apply({**variables, **upd}, x, labels, False)
   rm, rv = 0.1 * mean, 0.9 + 0.1 * var
-  want = (x - rm) / np.sqrt(rv + 1e-5) * gamma[labels][:, None, None] + beta[labels][:, None, None]
+  want = (x - rm) / np.sqrt(rv + 1e-5) * g + b
   np.testing.assert_allclose(np.asarray(y_eval), want, rtol=1e-4, atol=1e-5)
   # Only the normalisation's statistics live in BatchNorm: its gain and bias are the classes'.
   assert set(variables['params']) == {'gamma', 'beta'}

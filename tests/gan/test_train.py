@@ -83,7 +83,8 @@ def test_quick_variants_run_end_to_end(tmp_path, spec):
     assert 0 <= summary['js'] <= np.log(2) and summary['kl'] >= 0
 
 
-@pytest.mark.parametrize('spec', ['gan/configs/dcgan_mnist.py:quick', 'gan/configs/dcgan_cifar10.py:quick',
+@pytest.mark.parametrize('spec', ['gan/configs/dcgan_mnist.py:quick',
+                                  'gan/configs/dcgan_cifar10.py:quick',
                                   'gan/configs/sngan_cifar10.py:cond,quick',
                                   'gan/configs/sngan_celeba.py:quick',
                                   'gan/configs/sngan_stl10.py:64,quick'])
