@@ -50,6 +50,20 @@ class RecordSource:
     return {k: np.stack([r[k] for r in records]) for k in records[0]}
 
 
+class SubsetSource:
+  """The records of `source` at `indices`, in that order."""
+
+  def __init__(self, source, indices: np.ndarray):
+    self.source = source
+    self.indices = np.asarray(indices, np.int64)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return self.source.gather(self.indices[np.asarray(indices)])
+
+
 class _EpochBatches:
   """grain random-access source whose element `i` is batch `i` (see module doc)."""
 

@@ -20,15 +20,11 @@ import jax
 import jax.numpy as jnp
 
 from common.errors import UserError, unknown_name
-from gan import models
+from gan import images, models
 from gan.models import DCGAN_INIT, DownConv, Linear, spectral_normalize
 
 Array = jax.Array
 Dtype = Any
-
-# Classes of the labelled image datasets, so a config's num_classes can be checked up front.
-DATASET_CLASSES = {'digits': 10, 'mnist': 10, 'fashion_mnist': 10, 'cifar10': 10}
-
 
 class ConditionalGenerator(nn.Module):
   """z [B, Z], labels [B] (int) -> images [B, S, S, C]: `base` applied to [z, embed(labels)]."""
@@ -109,20 +105,24 @@ CONDITIONINGS: dict[str, type[nn.Module]] = {
 }
 
 
-def check_config(model_cfg: Mapping[str, Any], dataset: str) -> None:
-  """UserError unless `model_cfg` describes a conditional model that `dataset` can train."""
+def check_config(model_cfg: Mapping[str, Any], data_cfg: Any) -> None:
+  """UserError unless `model_cfg` describes a conditional model that the data (a config's
+  `data` section) can train."""
   k = model_cfg.get('num_classes', 0)
   if model_cfg.get('conditioning') not in CONDITIONINGS:
     raise unknown_name('model.conditioning', model_cfg.get('conditioning'), CONDITIONINGS)
-  if dataset not in DATASET_CLASSES:
-    raise UserError(f'model.num_classes={k} needs a labelled image dataset, not {dataset!r}: use '
-                    f'one of {", ".join(DATASET_CLASSES)} or set model.num_classes=0')
-  if k != DATASET_CLASSES[dataset]:
-    raise UserError(f'model.num_classes={k} but {dataset} has {DATASET_CLASSES[dataset]} classes; '
-                    f'set model.num_classes={DATASET_CLASSES[dataset]}')
-  if model_cfg.get('name') != 'dcgan':
-    raise UserError(f"conditional GANs are built on model.name='dcgan', not "
-                    f"{model_cfg.get('name')!r}; set model.name=dcgan")
+  known = images.num_classes(data_cfg.name) if data_cfg.name in images.IMAGE_DATASETS else 0
+  if not known and data_cfg.name != 'folder':  # a folder's classes are counted when it is read
+    labelled = [n for n in images.IMAGE_DATASETS if images.num_classes(n) != 0]
+    raise UserError(f'model.num_classes={k} needs a labelled image dataset, not '
+                    f'{data_cfg.name!r}: use one of {", ".join(labelled)} or set '
+                    'model.num_classes=0')
+  if known and k != known:
+    raise UserError(f'model.num_classes={k} but {data_cfg.name} has {known} classes; '
+                    f'set model.num_classes={known}')
+  if model_cfg.get('name') not in models.IMAGE_MODELS:
+    raise UserError(f"conditional GANs are built on model.name='dcgan' or 'sngan', not "
+                    f"{model_cfg.get('name')!r}; set model.name=dcgan or sngan")
   if model_cfg.get('embed_dim', 32) < 1:
     raise UserError(f"model.embed_dim must be at least 1, got {model_cfg.get('embed_dim')}")
 
@@ -135,6 +135,8 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
   k = int(model_cfg.get('num_classes', 0))
   if k < 1:
     raise UserError(f'a conditional model needs model.num_classes >= 1, got {k}')
+  if model_cfg.get('name') == 'sngan':  # conditional BatchNorm and projection built in
+    return models.create_models(model_cfg, data_shape)
   g_base, d_base = models.create_models(model_cfg, data_shape)
   if not isinstance(d_base, models.DCGANDiscriminator):
     raise UserError("conditional GANs are built on model.name='dcgan'; set model.name=dcgan")

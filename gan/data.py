@@ -51,8 +51,35 @@ def build_data(config: ml_collections.ConfigDict) -> GanData:
     return GanData((2,), lambda key, _: source.sample(key, batch), source2d=source)
   if name not in images.IMAGE_DATASETS:
     raise unknown_name('dataset', name, [*data2d.DISTRIBUTIONS, 'points', *images.IMAGE_DATASETS])
-  src, shape = images.image_source(name, 'train', config.data.data_dir or None)
+  k = int(config.model.get('num_classes', 0))
+  src, shape = images.image_source(config.data, conditional=k > 0)
+  if k and name == 'folder':
+    check_folder_classes(src.folder, k)
+  src = subset(src, int(config.data.get('subset', 0)))
   ds = data_lib.batched(src, batch, seed=config.seed, shuffle=True,
                         shard_index=jax.process_index(), shard_count=jax.process_count())
   return GanData(tuple(shape), lambda _, b: b['image'], iterator=data_lib.BatchIterator(ds),
-                 num_examples=len(src), labels=config.model.get('num_classes', 0) > 0)
+                 num_examples=len(src), labels=k > 0)
+
+
+def subset(src, n: int):
+  """The first n records of a fixed random order of `src` (seed 0, whatever config.seed is, so
+  every run of a comparison trains on the same images); n = 0: all of them."""
+  if n < 0 or n > len(src):
+    raise UserError(f'data.subset={n} must be in 0..{len(src)} (the dataset has {len(src)} '
+                    'images; 0: all)')
+  if not n or n == len(src):
+    return src
+  return data_lib.SubsetSource(src, np.sort(np.random.default_rng(0).permutation(len(src))[:n]))
+
+
+def check_folder_classes(found, num_classes: int) -> None:
+  """A conditional run on a folder needs one sub-folder per class, as many as it has classes."""
+  if not found.classes:
+    raise UserError(f'model.num_classes={num_classes} needs class sub-folders, but the images '
+                    f'of {found.root} lie in one flat folder: sort them into one sub-folder per '
+                    'class or set model.num_classes=0')
+  if len(found.classes) != num_classes:
+    raise UserError(f'model.num_classes={num_classes} but {found.root} has '
+                    f'{len(found.classes)} class folders; set model.num_classes='
+                    f'{len(found.classes)}')

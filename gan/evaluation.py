@@ -5,6 +5,7 @@ Metrics (`eval.metrics`, `launch.evaluate --metrics`; registry `METRICS`):
   kid   kernel inception distance (mean and std over subsets)
   is    Inception Score of the feature network's class probabilities
   pr    improved precision and recall (k=3)
+  dc    density and coverage (Naeem et al. 2020, k=5)
   cas   conditional digits runs: `cas_label_acc`, share of samples that the real-data digits
         classifier labels as the class they were drawn for; `cas`, held-out accuracy of a
         logistic regression on pixels trained on generated samples only (Ravuri & Vinyals 2019),
@@ -40,6 +41,8 @@ INCEPTION_FILE = "pytorch-fid's pt_inception-2015-12-05-6726825d.pth"
 REFERENCE_FEATURES = 10_000  # real images kept as features for KID and precision/recall
 SAMPLE_BATCH = 500
 PR_K = 3
+DC_K = 5
+FEATURE_NETS = ('inception', 'digits')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +73,9 @@ def parse_metrics(value: str | Iterable[str] | None) -> list[str]:
 
 
 def uses_digits_net(config: ml_collections.ConfigDict) -> bool:
-  return config.data.name == 'digits'
+  """Digits at their own 8x8 size are measured with the digits CNN; everything else (digits
+  resized too) with the FID InceptionV3."""
+  return config.data.name == 'digits' and images.image_size(config.data) in (0, 8)
 
 
 def feature_dim(config: ml_collections.ConfigDict) -> int:
@@ -123,14 +128,24 @@ _MIN_SAMPLES = {
   'kid': lambda dim: 2,
   'is': lambda dim: 10,  # one sample per split at least
   'pr': lambda dim: PR_K + 1,
+  'dc': lambda dim: DC_K + 1,
   'cas': lambda dim: 2 * feature_net.NUM_CLASSES,
 }
 
 
 def create_feature_net(config: ml_collections.ConfigDict, inception_weights: str = ''
                        ) -> FeatureNet:
-  """The digits CNN (trained and cached on first use) or the FID InceptionV3."""
-  if uses_digits_net(config):
+  """The digits CNN (trained and cached on first use) or the FID InceptionV3, as the run needs."""
+  return feature_net_by_name('digits' if uses_digits_net(config) else 'inception',
+                             inception_weights)
+
+
+def feature_net_by_name(name: str, inception_weights: str = '') -> FeatureNet:
+  """'digits': the digits CNN (8x8 grey images); 'inception': the FID InceptionV3 from
+  pytorch-fid's weights file `inception_weights`."""
+  if name not in FEATURE_NETS:
+    raise unknown_name('feature network', name, FEATURE_NETS)
+  if name == 'digits':
     net = feature_net.digits_net()
 
     def apply_digits(x):
@@ -139,6 +154,9 @@ def create_feature_net(config: ml_collections.ConfigDict, inception_weights: str
 
     return FeatureNet(net.name, '_digits', net.dim, apply_digits)
   from common.metrics import inception
+  if not inception_weights:
+    raise UserError(f'Inception features need the FID InceptionV3 weights: pass '
+                    f'--inception_weights=PATH ({INCEPTION_FILE})')
   variables = inception.convert_pytorch_fid(inception_weights)
 
   def apply_inception(x):
@@ -151,20 +169,20 @@ def create_feature_net(config: ml_collections.ConfigDict, inception_weights: str
 # ---- reference statistics ----------------------------------------------------------------
 
 def reference_split(config: ml_collections.ConfigDict) -> str:
-  """The split the GAN trains on: all digits, or the TFDS 'train' split."""
-  return 'all' if uses_digits_net(config) else 'train'
+  """The split the GAN trains on ('all' for digits and folders)."""
+  return images.train_split(config.data, config.model.get('num_classes', 0) > 0)
 
 
 def reference_paths(dataset: str, split: str, net_name: str) -> tuple[str, str]:
-  """(statistics .npz, features .npz) in the cache for one dataset, split and feature net."""
+  """(statistics .npz, features .npz) in the cache for one dataset key (`images.dataset_key`),
+  split and feature net."""
   stem = os.path.join(feature_net.cache_root(), 'reference', f'{dataset}-{split}-{net_name}')
   return f'{stem}.npz', f'{stem}-features.npz'
 
 
-def _real_images(config: ml_collections.ConfigDict, split: str):
-  """Yields real images [b, H, W, C] in [-1, 1] of the split, in order, in chunks."""
-  src, _ = images.image_source(config.data.name, split if split != 'all' else 'train',
-                               config.data.get('data_dir') or None)
+def _real_images(config: ml_collections.ConfigDict):
+  """Yields the training images [b, H, W, C] in [-1, 1], in order, in chunks."""
+  src, _ = images.image_source(config.data, config.model.get('num_classes', 0) > 0)
   for start in range(0, len(src), 1000):
     yield src.gather(np.arange(start, min(start + 1000, len(src))))['image']
 
@@ -173,7 +191,7 @@ def _compute_reference(config: ml_collections.ConfigDict, net: FeatureNet, split
   """One pass over the split: statistics of all images, features of a fixed subset."""
   acc = fid_lib.StatsAccumulator()
   feats = []
-  for x in _real_images(config, split):
+  for x in _real_images(config):
     f, _ = net.apply(x)
     acc.update(f)
     feats.append(f.astype(np.float32))
@@ -182,14 +200,15 @@ def _compute_reference(config: ml_collections.ConfigDict, net: FeatureNet, split
     keep = np.sort(np.random.default_rng(0).permutation(len(feats))[:REFERENCE_FEATURES])
     feats = feats[keep]
   mu, sigma = acc.result()
-  stats_path, feats_path = reference_paths(config.data.name, split, net.name)
+  key = images.dataset_key(config.data)
+  stats_path, feats_path = reference_paths(key, split, net.name)
   os.makedirs(os.path.dirname(stats_path), exist_ok=True)
   tmp = f'{feats_path}.tmp{os.getpid()}'
   with open(tmp, 'wb') as f:
     np.savez(f, features=feats, feature_net=np.str_(net.name))
   os.replace(tmp, feats_path)
-  fid_lib.save_stats(stats_path, fid_lib.FeatureStats(mu, sigma, net.name, config.data.name,
-                                                      split, acc.count))
+  fid_lib.save_stats(stats_path, fid_lib.FeatureStats(mu, sigma, net.name, key, split,
+                                                      acc.count))
 
 
 def reference_stats(config: ml_collections.ConfigDict, net: FeatureNet,
@@ -199,7 +218,7 @@ def reference_stats(config: ml_collections.ConfigDict, net: FeatureNet,
   if path:
     return fid_lib.load_stats(path, expected_feature_net=net.name)
   split = reference_split(config)
-  stats_path, _ = reference_paths(config.data.name, split, net.name)
+  stats_path, _ = reference_paths(images.dataset_key(config.data), split, net.name)
   if not os.path.exists(stats_path):
     _compute_reference(config, net, split)
   return fid_lib.load_stats(stats_path, expected_feature_net=net.name)
@@ -208,7 +227,7 @@ def reference_stats(config: ml_collections.ConfigDict, net: FeatureNet,
 def reference_features(config: ml_collections.ConfigDict, net: FeatureNet) -> np.ndarray:
   """Features [M, D] of up to REFERENCE_FEATURES real images (cached like the statistics)."""
   split = reference_split(config)
-  _, feats_path = reference_paths(config.data.name, split, net.name)
+  _, feats_path = reference_paths(images.dataset_key(config.data), split, net.name)
   if not os.path.exists(feats_path):
     _compute_reference(config, net, split)
   with np.load(feats_path, allow_pickle=False) as data:
@@ -257,6 +276,11 @@ def _precision_recall(s: Samples, c: Context) -> dict[str, float]:
   return {f'precision{c.net.suffix}': p, f'recall{c.net.suffix}': r}
 
 
+def _density_coverage(s: Samples, c: Context) -> dict[str, float]:
+  d, cov = fm.density_coverage(reference_features(c.config, c.net), s.features, k=DC_K)
+  return {f'density{c.net.suffix}': d, f'coverage{c.net.suffix}': cov}
+
+
 def _cas(s: Samples, c: Context) -> dict[str, float]:
   net = feature_net.digits_net()
   return {'cas_label_acc': float(np.mean(s.probs.argmax(-1) == s.labels)),
@@ -269,6 +293,7 @@ METRICS: dict[str, Callable[[Samples, Context], dict[str, float]]] = {
   'kid': _kid,
   'is': _inception_score,
   'pr': _precision_recall,
+  'dc': _density_coverage,
   'cas': _cas,
 }
 
@@ -314,7 +339,7 @@ def compute_metrics(context: Context, metrics: list[str], fake: np.ndarray,
 def real_vs_real(config: ml_collections.ConfigDict, net: FeatureNet, seed: int = 0,
                  kid_subsets: int = 100) -> dict[str, float]:
   """The floor of FID/KID/precision/recall: two disjoint random halves of the real images."""
-  x = np.concatenate(list(_real_images(config, reference_split(config))))
+  x = np.concatenate(list(_real_images(config)))
   perm = np.random.default_rng(seed).permutation(len(x))
   a, b = (net.apply(x[idx])[0] for idx in np.array_split(perm, 2))
   p, r = fm.precision_recall(a, b, k=PR_K)

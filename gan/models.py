@@ -1,4 +1,5 @@
-"""GAN generators and discriminators: MLPs (GAN Lab's 2D toys, small images) and DCGAN convnets.
+"""GAN generators and discriminators: MLPs (GAN Lab's 2D toys, small images), DCGAN convnets,
+and the registry `MODELS` that also holds the SNGAN ResNets of `gan.resnet`.
 
 Every module is called as `module.apply(variables, x, train=...)`; variables are
 `{'params': ...}` plus `'batch_stats'` when the module has BatchNorm (DCGAN G) or
@@ -17,10 +18,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from common.errors import UserError, unknown_name
 from common.kernels import batchnorm, resample
+from gan import resnet
+from gan.layers import Linear, spectral_norm_estimate, spectral_normalize  # noqa: F401 (API)
 
 Array = jax.Array
 Dtype = Any
@@ -36,83 +38,6 @@ IMAGE_SIZES = (8, 16, 28, 32, 64)
 NOISE_DISTS = ('uniform', 'gaussian')
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 DCGAN_INIT = nn.initializers.normal(0.02)  # Radford et al. 2016
-
-
-# ---- spectral normalisation -------------------------------------------------------
-
-def _l2_normalize(v: Array, eps: float = 1e-12) -> Array:
-  return v * lax.rsqrt(jnp.maximum(jnp.sum(v * v), eps))
-
-
-def spectral_norm_estimate(w_matrix: Array, u: Array, n_iter: int = 1) -> tuple[Array, Array]:
-  """Largest singular value of `w_matrix` [M, N] by `n_iter` power iterations from `u` [N].
-
-  Returns (sigma, u_new) with sigma = ||W u_new||. The iterations see W through
-  stop_gradient (as in Miyato et al. 2018); gradients reach W only via the final norm.
-  """
-  w_const = lax.stop_gradient(w_matrix)
-
-  def power_step(_, u):
-    return _l2_normalize(w_const.T @ _l2_normalize(w_const @ u))
-
-  u = lax.stop_gradient(u)
-  if n_iter == 1:  # the per-train-step case: no loop for XLA to compile
-    u = power_step(0, u)
-  elif n_iter > 1:  # a loop, not unrolled Python, keeps compile time flat in n_iter
-    u = lax.fori_loop(0, n_iter, power_step, u)
-  return jnp.linalg.norm(w_matrix @ u), u
-
-
-def _power_init(w_matrix: Array, u: Array, squarings: int = 4) -> Array:
-  """u advanced by 2**squarings power iterations at once: (W^T W)^(2**k) u by repeated
-  squaring, with no loop for XLA to compile (eager flax init compiles every op)."""
-  a = lax.stop_gradient(w_matrix.T @ w_matrix)
-  for _ in range(squarings):
-    a = a / jnp.maximum(jnp.max(jnp.abs(a)), 1e-30)  # the scale is irrelevant; keeps a^2 finite
-    a = a @ a
-  return _l2_normalize(a @ u)
-
-
-def spectral_normalize(module: nn.Module, kernel: Array, train: bool) -> Array:
-  """Returns kernel / sigma, sigma estimated on the kernel reshaped to [-1, out_features].
-
-  The power-iteration vector `sn_u` [out_features] lives in 'batch_stats' of `module`;
-  init advances it 16 iterations (torch's spectral_norm does 15), then it advances one
-  iteration per call only when `train` is True. For convolutions this normalises the
-  reshaped kernel, not the convolution operator (the usual SN-GAN choice).
-  """
-  w = kernel.reshape(-1, kernel.shape[-1])
-
-  def init_u():
-    u0 = jax.random.normal(module.make_rng('params'), (w.shape[1],), jnp.float32)
-    return _power_init(w, u0)
-
-  u_var = module.variable('batch_stats', 'sn_u', init_u)
-  n_iter = int(train and not module.is_initializing())
-  sigma, u = spectral_norm_estimate(w, u_var.value, n_iter)
-  if n_iter:
-    u_var.value = u
-  module.sow('intermediates', 'sn_sigma', sigma)
-  return kernel / sigma
-
-
-class Linear(nn.Module):
-  """Dense layer [..., in] -> [..., features], optionally spectrally normalised."""
-  features: int
-  spectral_norm: bool = False
-  use_bias: bool = True
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: Array, train: bool = False) -> Array:
-    kernel = self.param('kernel', self.kernel_init, (x.shape[-1], self.features), jnp.float32)
-    if self.spectral_norm:
-      kernel = spectral_normalize(self, kernel, train)
-    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
-    return y
 
 
 # ---- 4x4 stride-2 convolution layers (torch padding=1 semantics) ------------------
@@ -328,17 +253,19 @@ class DCGANDiscriminator(nn.Module):
 MODELS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
   'mlp': (MLPGenerator, MLPDiscriminator),
   'dcgan': (DCGANGenerator, DCGANDiscriminator),
+  'sngan': (resnet.ResNetGenerator, resnet.ResNetDiscriminator),
 }
+IMAGE_MODELS = ('dcgan', 'sngan')
 
 
 def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
                   ) -> tuple[nn.Module, nn.Module]:
   """(generator, discriminator) for `model_cfg.name`, sized for samples of `data_shape`.
 
-  data_shape is (D,) for points (mlp) or (H, W, C) for images (dcgan, or mlp on the
-  flattened pixels with a tanh output). Reads hidden,
-  depth, activation, spectral_norm (mlp) or features, upsample, spectral_norm (dcgan),
-  and optionally dtype; other fields are ignored.
+  data_shape is (D,) for points (mlp) or (H, W, C) for images (dcgan, sngan, or mlp on the
+  flattened pixels with a tanh output). Reads hidden, depth, activation, spectral_norm (mlp)
+  or features, upsample, spectral_norm (dcgan), or `resnet.create_models`' fields (sngan,
+  conditional when num_classes > 0), and optionally dtype; other fields are ignored.
   """
   name = model_cfg.get('name')
   if name not in MODELS:
@@ -350,6 +277,8 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
   dtype = jnp.dtype(dtype)
   spectral_norm = bool(model_cfg.get('spectral_norm', False))
   data_shape = tuple(data_shape)
+  if name == 'sngan':
+    return resnet.create_models(model_cfg, data_shape, dtype)
   if name == 'mlp':
     if len(data_shape) not in (1, 3):
       raise UserError(f'model mlp needs points (D,) or images (H, W, C), got {data_shape}')

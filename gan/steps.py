@@ -12,6 +12,10 @@ With `model.num_classes > 0` training is class-conditional: real batches bring l
 labels are drawn uniformly from the round key's 'labels' stream, G and D take (input, labels),
 and ACGAN discriminators add `loss.aux_weight` times their class cross-entropy to both losses.
 Unconditional training runs exactly the computation it ran before conditioning existed.
+
+With `augment.name` set (gan.augment), every image D sees is augmented with keys from the round
+key's 'augment' stream; ADA keeps its probability in the state as `augment_p` (float32 []) and
+moves it once per round. Runs without augmentation are untouched by it.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from common import rng as rng_lib
 from common.distributed import to_host
 from common.kernels.xla_cpu import jit_for
 from common.sharding import constrain_batch, constrain_state
+from gan import augment as augment_lib
 from gan import conditional
 from gan import losses as losses_lib
 from gan.models import sample_noise
@@ -100,13 +105,14 @@ class GanSteps:
     self.cfg = config
     self.loss = losses_lib.get_loss(config.loss.name)
     self.real_fn = real_fn
-    t, o = config.train, config.optim
+    o = config.optim
     self.g_tx = self.optimizer('g', o.g_lr)
     self.d_tx = self.optimizer('d', o.d_lr)
     self.batch = config.data.batch_size
     self.num_classes = int(config.model.get('num_classes', 0))
     self.aux_weight = float(config.loss.get('aux_weight', 1.0))
     self.state_layout = (config.sharding.params, config.sharding.min_size)
+    self.augment = augment_lib.build(config.augment)
     # The models declare whether their rounds compile better on XLA:CPU's own kernels.
     jit = jit_for(self.G, self.D)
     self._rounds = jit(self._train_rounds, static_argnums=4, donate_argnums=0)
@@ -135,9 +141,16 @@ class GanSteps:
     g = self.G.init(kg, z, *y, train=False)
     d = self.D.init(kd, jnp.zeros((2, *data_shape), jnp.float32), *y, train=False)
     g, d = dict(g), dict(d)
-    return {'g': g, 'd': d, 'ema': jax.tree.map(jnp.copy, g),
-            'g_opt': self.g_tx.init(g['params']), 'd_opt': self.d_tx.init(d['params']),
-            'step': jnp.zeros((), jnp.int32), 'rng': jax.random.key_data(kr)}
+    state = {'g': g, 'd': d, 'ema': jax.tree.map(jnp.copy, g),
+             'g_opt': self.g_tx.init(g['params']), 'd_opt': self.d_tx.init(d['params']),
+             'step': jnp.zeros((), jnp.int32), 'rng': jax.random.key_data(kr)}
+    if self.augment is not None and self.augment.name == 'ada':
+      state['augment_p'] = jnp.asarray(self.augment.p0, jnp.float32)
+    return state
+
+  def _augment(self, state: State, key: jax.Array, x: jax.Array) -> jax.Array:
+    """x [B, ...] as D should see it: augmented with `key`."""
+    return self.augment.apply(key, x, state.get('augment_p'))
 
   def noise(self, key: jax.Array, n: int) -> jax.Array:
     m = self.cfg.model
@@ -155,15 +168,19 @@ class GanSteps:
   def d_step(self, state: State, real: jax.Array, key: jax.Array,
              real_labels: jax.Array | None = None,
              fake_labels: jax.Array | None = None,
-             noise: jax.Array | None = None, hp: dict | None = None) -> tuple[State, dict]:
+             noise: jax.Array | None = None, hp: dict | None = None,
+             aug_key: jax.Array | None = None) -> tuple[State, dict]:
     """`noise`, when given, is the G input this step would draw from `key` (see `round_draws`);
-    `hp`, when given, is `hyperparams(config)` as traced values."""
+    `hp`, when given, is `hyperparams(config)` as traced values; `aug_key` augments real and
+    fake alike (independent draws per image)."""
     kz, kp = jax.random.split(key)
     if noise is None:
       noise = self.noise(kz, real.shape[0])
     fake, _ = apply_model(self.G, state['g'], constrain_batch(noise, self.mesh), train=True,
                           labels=fake_labels)
     fake = jax.lax.stop_gradient(fake)
+    if aug_key is not None:
+      real, fake = jnp.split(self._augment(state, aug_key, jnp.concatenate([real, fake])), 2)
     lcfg = self.cfg.loss
     labels = None if real_labels is None else jnp.concatenate([real_labels, fake_labels])
 
@@ -175,6 +192,8 @@ class GanSteps:
       real_logits, fake_logits = jnp.split(logits, 2)
       loss = self.loss.d(real_logits, fake_logits)
       metrics = {'loss_d': loss, 'd_real': real_logits.mean(), 'd_fake': fake_logits.mean()}
+      if 'augment_p' in state:  # ADA's overfitting heuristic r_t, averaged over the round
+        metrics['ada_rt'] = jnp.mean(jnp.sign(real_logits))
       if class_logits is not None:  # ACGAN: D classifies real and generated images (L_C)
         aux = class_loss(class_logits, labels)
         loss += self.aux_weight * aux
@@ -202,14 +221,17 @@ class GanSteps:
 
   def g_step(self, state: State, key: jax.Array,
              labels: jax.Array | None = None,
-             noise: jax.Array | None = None, hp: dict | None = None) -> tuple[State, dict]:
-    """`noise` and `hp` as in `d_step`."""
+             noise: jax.Array | None = None, hp: dict | None = None,
+             aug_key: jax.Array | None = None) -> tuple[State, dict]:
+    """`noise` and `hp` as in `d_step`; `aug_key` augments the fakes before D scores them."""
     z = constrain_batch(self.noise(key, self.batch) if noise is None else noise, self.mesh)
     d_fn = self.d_logits_fn(state['d'])
 
     def loss_fn(params):
       fake, new_g = apply_model(self.G, {**state['g'], 'params': params}, z, train=True,
                                 labels=labels)
+      if aug_key is not None:
+        fake = self._augment(state, aug_key, fake)
       if labels is None:
         return self.loss.g(d_fn(fake)), (new_g, {})
       logits, class_logits = _float32(self.D.apply(state['d'], fake, labels, train=False))
@@ -262,7 +284,10 @@ class GanSteps:
     if self.conditional:
       # A stream of its own, so the keys above are the unconditional ones.
       label_keys = jax.random.split(rng_lib.stream(key, 'labels'), n_d + n_g)
-    metrics = {}
+    aug_keys = [None] * (n_d + n_g)
+    if self.augment is not None:
+      aug_keys = list(jax.random.split(rng_lib.stream(key, 'augment'), n_d + n_g))
+    metrics, r_t = {}, []
     for i in range(n_d):
       batch = None if batches is None else jax.tree.map(lambda b: b[i], batches)
       real = draws['real'][i] if 'real' in draws else self.real_fn(real_keys[i], batch)
@@ -272,18 +297,34 @@ class GanSteps:
         real_labels = constrain_batch(batch['label'], self.mesh)
         fake_labels = self.train_labels(label_keys[i], real.shape[0])
         state, metrics_d = self.d_step(state, real, d_keys[i], real_labels, fake_labels, noise,
-                                       hp)
+                                       hp, aug_key=aug_keys[i])
       else:
-        state, metrics_d = self.d_step(state, real, d_keys[i], noise=noise, hp=hp)
+        state, metrics_d = self.d_step(state, real, d_keys[i], noise=noise, hp=hp,
+                                       aug_key=aug_keys[i])
+      if 'ada_rt' in metrics_d:
+        r_t.append(metrics_d.pop('ada_rt'))
       metrics.update(metrics_d)
+    if r_t:
+      state, metrics['ada_rt'] = self._adapt(state, jnp.stack(r_t)), jnp.mean(jnp.stack(r_t))
+      metrics['ada_p'] = state['augment_p']
     for j in range(n_g):
       labels = self.train_labels(label_keys[n_d + j], self.batch) if self.conditional else None
       noise = draws['g_noise'][j] if draws else None
-      state, metrics_g = self.g_step(state, g_keys[j], labels, noise, hp)
+      state, metrics_g = self.g_step(state, g_keys[j], labels, noise, hp,
+                                     aug_key=aug_keys[n_d + j])
       metrics.update(metrics_g)
     state = {**state, 'step': state['step'] + 1}
     # fsdp: the carry stays in its shards from round to round (a no-op when replicated).
     return constrain_state(state, self.mesh, *self.state_layout), metrics
+
+  def _adapt(self, state: State, r_t: jax.Array) -> State:
+    """ADA: the round's signs of D on reals [n_d] move `augment_p` (unless it is fixed)."""
+    if not self.augment.adaptive:
+      return state
+    a, t = self.cfg.augment, self.cfg.train
+    p = augment_lib.adjust_p(state['augment_p'], r_t, a.ada_target, t.n_d * self.batch,
+                             a.ada_kimg)
+    return {**state, 'augment_p': p}
 
   def train_chunk(self, state: State, batches: Any, num_rounds: int,
                   hp: dict | None = None) -> tuple[State, dict]:

@@ -18,7 +18,7 @@ from common import sharding
 from common.errors import UserError, unknown_name
 from common.loop import Run, TrainingDiverged, check_cadence, steps_to_boundary
 from common.writers import read_metrics
-from gan import conditional, edits, evaluation, losses, models
+from gan import augment, conditional, edits, evaluation, losses, models
 from gan.data import build_data
 from gan.evaluator import Evaluator
 from gan.state import build_models, compute_dtype, init_state
@@ -66,7 +66,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError('model.num_classes must be >= 0 (0: unconditional), got '
                     f'{config.model.num_classes}')
   if config.model.num_classes > 0:
-    conditional.check_config(config.model, config.data.name)
+    conditional.check_config(config.model, config.data)
+  if augment.build(config.augment) is not None and config.model.name not in models.IMAGE_MODELS:
+    raise UserError(f'augment.name={config.augment.name} augments images; model '
+                    f'{config.model.name!r} trains on points: set augment.name=none')
   metric_names = evaluation.parse_metrics(config.eval.metrics)
   if metric_names and config.eval.fid_every < 1:
     raise UserError(f'eval.fid_every must be at least 1, got {config.eval.fid_every}')

@@ -9,9 +9,11 @@ from common.config import flatten_config, load_config
 CASES = {
     'gan': ['--config', '--workdir', '--config.optim.g_lr=', '--config.train.log_every='],
     'transfer': ['--config', '--workdir', '--config.optim.lr=', '--config.model.weights='],
-    'evaluate': ['--workdir', '--metrics', '--num_samples'],
+    'evaluate': ['--workdir', '--metrics', '--num_samples', '--real', '--fake', '--protocol',
+                 '--features', '--save_stats'],
     'convert': ['--source', '--arch', '--input', '--output', '--include_top'],
     'lab': ['--config', '--workdir', '--port', '--config.optim.d_lr='],
+    'sample': ['--workdir', '--num', '--out', '--step', '--truncation', '--classes'],
 }
 
 

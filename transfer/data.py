@@ -29,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from common import data as common_data
+from common.data import SubsetSource
 from common.errors import UserError, unknown_name
 from transfer import preprocessing
 
@@ -68,20 +69,6 @@ class TransferData:
   image_size: int
   train_key: str  # identifies the train records' content, for the feature cache
   test_key: str
-
-
-class SubsetSource:
-  """The records of `source` at `indices`, in that order."""
-
-  def __init__(self, source, indices: np.ndarray):
-    self.source = source
-    self.indices = np.asarray(indices, np.int64)
-
-  def __len__(self) -> int:
-    return len(self.indices)
-
-  def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    return self.source.gather(self.indices[np.asarray(indices)])
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

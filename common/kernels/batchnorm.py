@@ -75,17 +75,24 @@ normalize_train.defvjp(_fwd, _bwd)
 
 
 class BatchNorm(nn.Module):
-  """`flax.linen.BatchNorm` over the last axis with `normalize_train`'s two-pass gradient."""
+  """`flax.linen.BatchNorm` over the last axis with `normalize_train`'s two-pass gradient.
+
+  `affine=False` drops the learned scale and bias (flax's use_scale/use_bias=False), for
+  layers that bring their own, such as class-conditional BatchNorm."""
   use_running_average: bool
   momentum: float = 0.99
   epsilon: float = 1e-5
   dtype: Any = None
+  affine: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
-    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    if self.affine:
+      scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+      bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    else:
+      scale, bias = jnp.ones((c,), jnp.float32), jnp.zeros((c,), jnp.float32)
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
     dtype = self.dtype or x.dtype

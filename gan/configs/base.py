@@ -8,16 +8,28 @@ import ml_collections
 HELP = {
     'seed': 'root of every random stream (init, noise, data order, evaluation)',
     'data.name': '2D: line | gaussians | ring | disjoint | ring8 | grid25 | points; '
-                 'images: digits | mnist | fashion_mnist | cifar10 (TFDS, prepared once)',
-    'data.path': 'points file (.csv, .npy or whitespace .txt; x y per row) for data.name=points',
+                 'images: digits | folder | mnist | fashion_mnist | cifar10 | celeb_a | stl10 '
+                 '(TFDS, prepared once)',
+    'data.path': 'points: a points file (.csv, .npy or whitespace .txt; x y per row); folder: a '
+                 'folder of images, flat or one sub-folder per class',
+    'data.split': 'TFDS split to train on (empty: train; stl10: unlabelled, or train when '
+                  'conditional)',
+    'data.image_size': 'images: side they are resized and centre-cropped to (0: the dataset\'s '
+                       'own; folder, celeb_a: required)',
     'data.data_dir': 'TFDS data directory (default: TFDS\'s own, ~/tensorflow_datasets)',
+    'data.subset': 'images: train on this many (a fixed random choice, the same in every run; '
+                   '0: all); metrics still compare with the whole split',
     'data.batch_size': 'global batch of real and of generated samples (divisible by devices)',
-    'model.name': 'mlp (2D points, or images as flat pixels with a tanh output) | dcgan (images)',
+    'model.name': 'mlp (2D points, or images as flat pixels with a tanh output) | dcgan (images) '
+                  '| sngan (ResNet GAN, 32/48/64/128 px images)',
     'model.hidden': 'mlp: neurons per hidden layer',
     'model.depth': 'mlp: hidden layers of G and D (0-5)',
     'model.activation': 'mlp: relu | leaky_relu | tanh | sigmoid',
     'model.spectral_norm': 'spectral normalisation of D\'s layers',
-    'model.features': 'dcgan: channels of the widest layer',
+    'model.features': 'dcgan: channels of the widest layer; sngan: the width unit (64: the '
+                      'published widths)',
+    'model.attention': 'sngan: feature-map side of a SAGAN self-attention block in G and D '
+                       '(0: none)',
     'model.upsample': 'dcgan G: col2im (fast) | subpixel | transpose (lax.conv_transpose, '
                       'the reference)',
     'model.noise_dim': 'noise dimensions (1 or 2 for GAN Lab\'s toys)',
@@ -43,6 +55,14 @@ HELP = {
     'optim.weight_decay': 'weight decay (adam, sgd: L2 in the gradient; adamw: decoupled)',
     'optim.schedule': 'learning-rate schedule over the run: constant | linear | cosine (to 0)',
     'optim.warmup_steps': 'linear warm-up from 0 over this many updates',
+    'augment.name': 'augmentation of what D sees (images): none | diffaug (DiffAugment) | ada '
+                    '(adaptive discriminator augmentation)',
+    'augment.policy': 'ops in order; diffaug: color, translation, cutout; ada: geometric, color or '
+                      'single ops (xflip, rotate90, xint, scale, rotate, aniso, xfrac, brightness, '
+                      'contrast, lumaflip, hue, saturation); empty: all of them',
+    'augment.p': 'ada: initial probability of each op',
+    'augment.ada_target': 'ada: target of the mean sign of D on reals (0: p stays augment.p)',
+    'augment.ada_kimg': 'ada: thousands of real images over which p can move from 0 to 1',
     'train.steps': 'rounds to train; one round = n_d D steps then n_g G steps',
     'train.n_d': 'discriminator steps per round (0 freezes D)',
     'train.n_g': 'generator steps per round (0 freezes G)',
@@ -60,7 +80,7 @@ HELP = {
     'eval.num_samples': 'samples for each evaluation',
     'eval.plots': '2D: GAN Lab pictures at each evaluation',
     'eval.grid_size': 'images: samples in the grid PNG',
-    'eval.metrics': 'images: any of fid, kid, is, pr, cas (e.g. fid,pr)',
+    'eval.metrics': 'images: any of fid, kid, is, pr, dc (density/coverage), cas (e.g. fid,pr)',
     'eval.fid_every': 'rounds between eval.metrics evaluations (and at the end)',
     'eval.inception_weights': 'pytorch-fid\'s InceptionV3 .pth, for metrics on TFDS images',
     'eval.reference_stats': 'statistics .npz to compare against instead of the cached ones',
@@ -72,13 +92,15 @@ HELP = {
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = dict(name='ring8', path='', data_dir='', batch_size=256)
+  c.data = dict(name='ring8', path='', data_dir='', split='', image_size=0, subset=0,
+                batch_size=256)
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
-                 features=64, upsample='col2im', noise_dim=2, noise='gaussian', dtype='float32',
-                 num_classes=0, conditioning='projection', embed_dim=32)
+                 features=64, attention=0, upsample='col2im', noise_dim=2, noise='gaussian',
+                 dtype='float32', num_classes=0, conditioning='projection', embed_dim=32)
   # r1_every > 1 is lazy R1 (Karras et al. 2020): it keeps the penalty's effect and saves most
   # of its double backprop.
   c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0, r1_every=1, aux_weight=1.0)
+  c.augment = dict(name='none', policy='', p=0.0, ada_target=0.6, ada_kimg=500.0)
   c.optim = dict(name='adam', g_name='', d_name='', g_lr=1e-3, d_lr=1e-3, b1=0.5, b2=0.999,
                  momentum=0.0, weight_decay=0.0, schedule='constant', warmup_steps=0)
   c.train = dict(steps=2000, n_d=1, n_g=1, ema_decay=0.999, rounds_per_call=100, log_every=100,

@@ -122,14 +122,14 @@ def test_launch_evaluate_appends_to_metrics_and_merges_summary(quick_run, capsys
   before_rows = read_metrics(quick_run)
   with open(os.path.join(quick_run, 'summary.json')) as f:
     before = json.load(f)
-  _evaluate([f'--workdir={quick_run}', '--metrics=fid,pr,is,cas', '--num_samples=100'])
+  _evaluate([f'--workdir={quick_run}', '--metrics=fid,pr,is,dc,cas', '--num_samples=100'])
   assert 'step=40' in capsys.readouterr().out
   rows = read_metrics(quick_run)
   assert rows[:-1] == before_rows
   row = rows[-1]
   assert row['step'] == 40 and row['eval_num_samples'] == 100
   for key in ('fid_digits', 'precision_digits', 'recall_digits', 'is_digits', 'cas_label_acc',
-              'cas'):
+              'cas', 'density_digits', 'coverage_digits'):
     assert np.isfinite(row[key]), key
   assert 1 <= row['is_digits'] <= 10
   with open(os.path.join(quick_run, 'summary.json')) as f:
@@ -137,7 +137,7 @@ def test_launch_evaluate_appends_to_metrics_and_merges_summary(quick_run, capsys
   assert summary['fid_digits'] == row['fid_digits'] and summary['eval_step'] == 40
   assert summary['loss_d'] == before['loss_d']  # training's summary is kept
   # Same checkpoint, same samples: a second evaluation repeats the numbers.
-  _evaluate([f'--workdir={quick_run}', '--metrics=fid,pr,is,cas', '--num_samples=100'])
+  _evaluate([f'--workdir={quick_run}', '--metrics=fid,pr,is,dc,cas', '--num_samples=100'])
   again = read_metrics(quick_run)[-1]
   assert again == row
 
@@ -155,7 +155,7 @@ def _expect_exit_2(capsys, argv, match):
 def test_bad_evaluate_input_exits_2(quick_run, tmp_path, capsys):
   quick_run, _ = quick_run
   _expect_exit_2(capsys, [f'--workdir={quick_run}', '--metrics=fid,fvd'],
-                 "unknown metric 'fvd'; choose one of: cas, fid, is, kid, pr")
+                 "unknown metric 'fvd'; choose one of: cas, dc, fid, is, kid, pr")
   _expect_exit_2(capsys, [f'--workdir={tmp_path}'], 'has no config.json')
   no_ckpt = tmp_path / 'no_ckpt'
   no_ckpt.mkdir()

@@ -112,9 +112,20 @@ def _run_abstract(gen, disc, z_shape):
 
 
 def test_registry_names():
-  assert set(models.MODELS) == {'mlp', 'dcgan'}
-  with pytest.raises(UserError, match="unknown model.name 'vae'.*dcgan, mlp"):
+  assert set(models.MODELS) == {'mlp', 'dcgan', 'sngan'}
+  with pytest.raises(UserError, match="unknown model.name 'vae'.*dcgan, mlp, sngan"):
     models.create_models(_cfg(name='vae'), (2,))
+
+
+REGISTRY_SHAPES = {'mlp': (2,), 'dcgan': (16, 16, 3), 'sngan': (32, 32, 3)}
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_every_registered_model_builds_and_runs(name):
+  gen, disc = models.create_models(_cfg(name=name, features=2), REGISTRY_SHAPES[name])
+  assert (type(gen), type(disc)) == models.MODELS[name]
+  _, _, x, _, _, logits = _run_abstract(gen, disc, (3, 8))
+  assert x.shape == (3, *REGISTRY_SHAPES[name]) and logits.shape == (3,)
 
 
 @pytest.mark.parametrize('spectral_norm', [False, True])

@@ -94,7 +94,11 @@ def test_quick_mlp_on_digits_trains(tmp_path):
   assert os.path.exists(os.path.join(wd, 'images', 'samples.png'))
 
 
-@pytest.mark.parametrize('spec', ['gan/configs/dcgan_mnist.py:quick', 'gan/configs/dcgan_cifar10.py:quick'])
+@pytest.mark.parametrize('spec', ['gan/configs/dcgan_mnist.py:quick',
+                                  'gan/configs/dcgan_cifar10.py:quick',
+                                  'gan/configs/sngan_cifar10.py:cond,quick',
+                                  'gan/configs/sngan_celeba.py:quick',
+                                  'gan/configs/sngan_stl10.py:64,quick'])
 def test_tfds_configs_ask_for_prepared_data(tmp_path, spec):
   config = load_config(spec, [f'data.data_dir={tmp_path}/tfds'])
   with pytest.raises(train.UserError, match='tfds build'):
@@ -194,7 +198,7 @@ def _expect_exit_2(capsys, argv, match):
 
 @pytest.mark.parametrize('argv,match', [
     (['--config.train.glr=1'], 'unknown config key'),
-    (['--config.data.name=spiral'], "unknown dataset 'spiral'; choose one of: cifar10, digits"),
+    (['--config.data.name=spiral'], "unknown dataset 'spiral'; choose one of: celeb_a, cifar10"),
     (['--config.model.name=resnet'], "unknown model.name 'resnet'"),
     (['--config.loss.name=kl'], "unknown loss.name 'kl'"),
     (['--config.optim.g_lr=0'], 'optim.g_lr must be positive'),

@@ -1,0 +1,32 @@
+"""A DCGAN on 10% of scikit-learn's digits (180 images, offline): the data-efficient GAN
+ablation. ARG = none | diffaug | ada [,quick] picks the augmentation of what D sees; FID_digits
+is measured at the end against the whole dataset, next to its real-vs-real floor.
+
+  python -m launch.gan --config=gan/configs/digits_few.py:diffaug --workdir=runs/few_diffaug
+  python -m launch.sweep --config=gan/configs/digits_few.py --workdir=runs/digits_few \\
+      --sweep="augment.name=none,diffaug,ada seed=0:5" --metrics=fid_digits,floor_fid_digits
+"""
+from common.errors import unknown_name
+from gan.augment import AUGMENTS
+from gan.configs.base import base_config, parse_arg
+
+
+def get_config(arg=None):
+  name, quick = parse_arg(arg, 'none')
+  if name not in AUGMENTS:
+    raise unknown_name('digits_few augmentation', name, AUGMENTS)
+  c = base_config()
+  c.data.update(name='digits', subset=180, batch_size=64)
+  c.model.update(name='dcgan', features=32, noise_dim=64, noise='gaussian')
+  c.augment.update(name=name, ada_target=0.6, ada_kimg=20.0)
+  c.loss.name = 'ns'
+  c.optim.update(g_lr=2e-4, d_lr=2e-4, b1=0.5)
+  c.train.update(steps=2000, ema_decay=0.999, rounds_per_call=100, log_every=100,
+                 eval_every=2000, checkpoint_every=2000)
+  c.eval.update(grid_size=100, num_samples=2000, metrics=('fid',), fid_every=2000)
+  if quick:
+    c.model.features = 8
+    c.train.update(steps=20, rounds_per_call=10, log_every=10, eval_every=20,
+                   checkpoint_every=20)
+    c.eval.update(grid_size=16, num_samples=200, fid_every=20)
+  return c
