@@ -80,11 +80,13 @@ class BatchNorm(nn.Module):
   momentum: float = 0.99
   epsilon: float = 1e-5
   dtype: Any = None
+  use_scale: bool = True  # False: no 'scale' parameter, a constant 1 (Keras' scale=False)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
-    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+    scale = (self.param('scale', nn.initializers.ones, (c,), jnp.float32) if self.use_scale
+             else jnp.ones((c,), jnp.float32))
     bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
