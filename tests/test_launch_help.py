@@ -11,6 +11,7 @@ CASES = {
     'transfer': ['--config', '--workdir', '--config.optim.lr=', '--config.model.weights='],
     'evaluate': ['--workdir', '--metrics', '--num_samples'],
     'convert': ['--source', '--arch', '--input', '--output', '--include_top'],
+    'predict': ['--workdir', '--top_k', '--output'],
 }
 
 

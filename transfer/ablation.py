@@ -23,7 +23,7 @@ from common.errors import UserError, unknown_name
 from common.loop import prepare
 from common.writers import FIGURE_DPI, MetricWriter
 from transfer import data as data_lib
-from transfer import features, freeze, loop, pretrain, resnet
+from transfer import features, freeze, loop, models, pretrain
 from transfer import weights as weights_lib
 
 LINEAR_PROBE = 'linear_probe'
@@ -61,7 +61,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _linear_probe(config: ml_collections.ConfigDict, weights: str, style: str) -> dict:
   """scikit-learn logistic regression on the frozen backbone's cached features."""
   data = data_lib.load_data(config.data, seed=config.seed)
-  model = resnet.create_model(config.model.arch, data.num_classes, config.model.style)
+  model = models.model_for(config, data.num_classes)
   variables = weights_lib.init_variables(model, config, weights,
                                    rng_lib.stream(rng_lib.root_key(config.seed), 'init'))
   key = weights_lib.feature_key(weights, style, config.seed)
