@@ -127,12 +127,12 @@ class _Context:
                    'test': (self.data.test, self.data.test_key)}[split]
     cache_dir = self.config.features.dir or os.path.join(self.workdir, 'features')
     name = (f'{key}-{weights_lib.feature_key(self.weights, self.style, self.config.seed)}'
-            + _features_tag(self.model))
+            + features_tag(self.model))
     return features.cached_features(cache_dir, name, self.model, variables, self.style, source,
                                     self.config.data.eval_batch_size, self.mesh)
 
 
-def _features_tag(model) -> str:
+def features_tag(model) -> str:
   """Names the head's input in feature-cache files: '' for globally pooled features."""
   if model.head == 'global_pool' or (model.head is None and models.ARCHS[model.arch] != 'vgg'):
     return ''

@@ -231,3 +231,33 @@ def test_run_selects_on_validation_stops_early_and_predicts(tmp_path, capsys):
   lines = open(workdir / 'predictions' / 'predictions.csv').read().splitlines()
   assert lines[0] == 'image,true,top1,p1,top2,p2,top3,p3' and len(lines) == 11
   assert os.path.getsize(workdir / 'predictions' / 'predictions.png') > 0
+
+
+class _FakeTfds:
+  """A prepared TFDS split as `tfds.data_source` returns it: records with 'image' and 'label'."""
+
+  def __init__(self, labels, names):
+    self.labels = labels
+    label = type('Label', (), {'names': names})()
+    self.dataset_info = type('Info', (), {'features': {'label': label}})()
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitem__(self, i):
+    return {'image': np.full((12, 14, 3), i % 255, np.uint8), 'label': int(self.labels[i])}
+
+
+def test_tfds_class_subset_and_validation_split(monkeypatch):
+  names = [f'food{i:02d}' for i in range(12)]
+  splits_ = {'train': _FakeTfds(np.arange(240) % 12, names),
+             'validation': _FakeTfds(np.arange(60) % 12, names)}
+  monkeypatch.setattr(data_lib.common_data, 'tfds_source',
+                      lambda name, split, data_dir=None: splits_[split])
+  config = load_config('transfer/configs/food101_vgg16.py:quick', [])
+  data = data_lib.load_data(config.data, seed=0)
+  assert data.class_names == names[:10]
+  assert (len(data.train), len(data.val), len(data.test)) == (170, 30, 50)
+  labels = data_lib.read_all(data.val)['label']
+  assert np.bincount(labels).tolist() == [3] * 10
+  assert data_lib.read_all(data.test)['label'].max() == 9
