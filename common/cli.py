@@ -108,6 +108,16 @@ def print_help(doc: str, fv: flags.FlagValues, spec: str | None = None, config=N
 def parse_flags(argv: list[str], define: Callable[[flags.FlagValues], None],
                 doc: str) -> flags.FlagValues:
   """Flags of an entry point without a config; -h/--help prints usage and exits 0."""
+  fv, rest = parse_flags_and_args(argv, define, doc)
+  if rest:
+    raise UserError(f'unexpected argument {rest[0]!r}; flags take the form --name=value')
+  return fv
+
+
+def parse_flags_and_args(argv: list[str], define: Callable[[flags.FlagValues], None],
+                         doc: str) -> tuple[flags.FlagValues, list[str]]:
+  """`parse_flags` for an entry point that also takes positional arguments: (flags, arguments).
+  """
   fv = flags.FlagValues()
   define(fv)
   if wants_help(argv):
@@ -117,9 +127,7 @@ def parse_flags(argv: list[str], define: Callable[[flags.FlagValues], None],
     rest = fv(list(argv))
   except flags.Error as e:
     raise UserError(f'bad flag: {" ".join(str(e).split())}; see --help') from None
-  if len(rest) > 1:
-    raise UserError(f'unexpected argument {rest[1]!r}; flags take the form --name=value')
-  return fv
+  return fv, rest[1:]
 
 
 def parse(argv: list[str], default_config: str, doc: str = '',

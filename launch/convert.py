@@ -1,10 +1,13 @@
-r"""Convert pretrained ResNet weights into an orbax checkpoint + metadata.json.
+r"""Convert pretrained ResNet, VGG or InceptionV3 weights into an orbax checkpoint +
+metadata.json (which records the preprocessing the weights expect).
 
   python -m launch.convert --source=torchvision --arch=resnet50 \
       --input=resnet50-0676ba61.pth --output=weights/resnet50_tv
-  python -m launch.convert --source=keras --arch=resnet50 \
-      --input=resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 \
-      --output=weights/resnet50_keras --include_top=false
+  python -m launch.convert --source=keras --arch=vgg16 \
+      --input=vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 \
+      --output=weights/vgg16_keras --include_top=false
+  python -m launch.convert --source=torchvision --arch=inception_v3 \
+      --input=inception_v3_google-0cc3c7bd.pth --output=weights/inception_v3_tv
 
 Transfer configs then point at the output directory (transfer.convert.
 load_weights). The output directory must be new or empty.
@@ -19,7 +22,8 @@ from common.errors import UserError
 
 def _define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string('source', None, 'torchvision or keras.', flag_values=fv)
-  flags.DEFINE_string('arch', None, 'resnet18/34/50/101/152.', flag_values=fv)
+  flags.DEFINE_string('arch', None, 'resnet18/34/50/101/152, vgg16/19[_bn], inception_v3.',
+                      flag_values=fv)
   flags.DEFINE_string('input', None, 'Weights file (.pth, .pt, .safetensors, '
                       '.h5, .weights.h5).', flag_values=fv)
   flags.DEFINE_string('output', None, 'New directory for the checkpoint.',

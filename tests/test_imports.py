@@ -33,12 +33,18 @@ def _imports(path: str, name: str, modules: dict[str, str]) -> set[str]:
       if node.level:
         parts = name.split('.')[:len(name.split('.')) - node.level + (1 if is_pkg else 0)]
         base = '.'.join(parts + ([base] if base else []))
-      targets = [base] + [f'{base}.{a.name}' for a in node.names]
+      subs = [f'{base}.{a.name}' for a in node.names]
+      # `from a import b` runs a, and a.b when that is a module.
+      targets = [t for t in subs if t in modules] or [base]
+      if any(t not in modules for t in subs):
+        targets.append(base)
     for t in targets:
       parts = t.split('.')
-      for i in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b too
-        if '.'.join(parts[:i]) in modules:
-          found.add('.'.join(parts[:i]))
+      for i in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b too...
+        prefix = '.'.join(parts[:i])
+        # ...unless the importer lives inside a (its package is initialised by then).
+        if prefix in modules and (i == len(parts) or not name.startswith(prefix + '.')):
+          found.add(prefix)
   found.discard(name)
   return found
 

@@ -14,6 +14,7 @@ CASES = {
     'convert': ['--source', '--arch', '--input', '--output', '--include_top'],
     'lab': ['--config', '--workdir', '--port', '--config.optim.d_lr='],
     'sample': ['--workdir', '--num', '--out', '--step', '--truncation', '--classes'],
+    'predict': ['--workdir', '--top_k', '--output'],
 }
 
 

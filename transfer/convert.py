@@ -1,12 +1,18 @@
-"""Pretrained ResNet weights from torchvision and Keras files -> flax variables.
+"""Pretrained ResNet, VGG and InceptionV3 weights from torchvision and Keras files -> flax
+variables.
 
 Readers:
 - torchvision state dicts in `.pth`/`.pt` (read with torch.load(weights_only=
   True), so a pickle that would run code is refused) or `.safetensors`, by
-  `common.torch_files`.
-- Keras applications ResNet v1 weights, either the legacy HDF5 layout of the
-  published `resnet*_weights_tf_dim_ordering_tf_kernels[_notop].h5` files or
-  Keras 3 `.weights.h5` files from `model.save_weights`, by `transfer.keras_files`.
+  `common.torch_files`. InceptionV3's auxiliary classifier (`AuxLogits.*`) is
+  skipped: it only trains the original network.
+- Keras applications weights, either the legacy HDF5 layout of the published
+  `*_weights_tf_dim_ordering_tf_kernels[_notop].h5` files or Keras 3
+  `.weights.h5` files from `model.save_weights`, by `transfer.keras_files`.
+
+Which tensor feeds which variable is `transfer.layouts`' business. A file of
+another family than the one asked for (a VGG file given as InceptionV3) is
+named for what it is in one line.
 
 Every conversion is checked against the target model's parameter shapes; all
 missing, unused and mis-shaped tensors are reported together in one
@@ -29,7 +35,7 @@ from flax import traverse_util
 
 from common import torch_files
 from common.errors import UserError, first_line, unknown_name
-from transfer import keras_files, resnet
+from transfer import heads, keras_files, layouts, models
 
 Variables = dict[str, Any]
 
@@ -38,8 +44,7 @@ CHECKPOINT_DIR = 'variables'
 FORMAT_VERSION = 1
 SOURCES = ('torchvision', 'keras')
 
-# Keras has used all of these names for the classifier layer.
-_KERAS_HEAD_LAYERS = ('predictions', 'probs', 'fc1000')
+_KERAS_HEAD_LAYERS = layouts.KERAS_HEAD_LAYERS
 _LIST_LIMIT = 8
 
 
@@ -67,74 +72,45 @@ def _require_file(path: str | os.PathLike) -> Path:
 
 
 # ----------------------------------------------------------------------------
-# Name mapping: flax path (collection, module..., leaf) -> source name.
-
-
-def _torchvision_name(path: tuple[str, ...]) -> str:
-  collection, *modules, leaf = path
-  top = modules[0]
-  if top.startswith('stage'):
-    layer = {'downsample_conv': 'downsample.0',
-             'downsample_bn': 'downsample.1'}.get(modules[2], modules[2])
-    prefix = f'layer{top[5:]}.{modules[1][5:]}.{layer}'
-  else:
-    prefix = {'stem_conv': 'conv1', 'stem_bn': 'bn1', 'head': 'fc'}[top]
-  return f'{prefix}.{torch_files.LEAF_NAMES[(collection, leaf)]}'
-
-
-def _keras_name(path: tuple[str, ...], head_layer: str) -> str:
-  _, *modules, leaf = path
-  top = modules[0]
-  if top.startswith('stage'):
-    layer = modules[2]  # conv1..conv3, bn1..bn3, downsample_conv/_bn
-    kind = 'bn' if 'bn' in layer else 'conv'
-    index = '0' if layer.startswith('downsample') else layer[-1]
-    keras_layer = (f'conv{int(top[5:]) + 1}_block{int(modules[1][5:]) + 1}_'
-                   f'{index}_{kind}')
-  else:
-    keras_layer = {'stem_conv': 'conv1_conv', 'stem_bn': 'conv1_bn',
-                   'head': head_layer}[top]
-  if keras_layer.endswith('_bn'):
-    leaf = {'scale': 'gamma', 'bias': 'beta', 'mean': 'moving_mean',
-            'var': 'moving_variance'}[leaf]
-  return f'{keras_layer}/{leaf}'
-
-
-# ----------------------------------------------------------------------------
 # Conversion.
 
 
 def from_torchvision(path: str | os.PathLike, arch: str,
                      num_classes: int | None = None,
                      include_top: bool = True) -> Variables:
-  """torchvision ResNet state dict (.pth/.pt/.safetensors) -> flax variables.
+  """torchvision state dict (.pth/.pt/.safetensors) of `arch` -> flax variables.
 
-  `num_classes=None` takes the head size from the file. With
-  include_top=False the file's `fc` tensors are dropped.
+  `num_classes=None` takes the head size from the file. With include_top=False
+  the file's classifier tensors (`fc`, VGG's `classifier`) are dropped.
   """
-  resnet.arch_spec(arch, 'torchvision')
+  models.check_arch(arch, 'torchvision')
   path = _require_file(path)
   if path.suffix not in TORCHVISION_SUFFIXES:
     raise UserError(f'weights file {path} has suffix {path.suffix!r}; '
                     f'torchvision weights must be .pth, .pt or .safetensors')
   torch_files.check_name_hash(path)
   source = torch_files.read_state_dict(path)
+  head = layouts.torchvision_name(arch, ('params', 'head', 'kernel'))
+  top_prefixes = tuple({layouts.torchvision_name(arch, ('params', m, 'kernel')).rsplit('.', 1)[0]
+                        + '.' for m in ('head', 'fc1', 'fc2')
+                        if m == 'head' or models.ARCHS[arch] == 'vgg'})
   return _convert(source, path, arch, 'torchvision', num_classes, include_top,
-                  name_fn=_torchvision_name,
+                  name_fn=lambda p: layouts.torchvision_name(arch, p),
                   value_fn=torch_files.to_flax_layout,
-                  head_prefix='fc.', head_kernel='fc.weight',
-                  head_classes_axis=0)
+                  top_prefixes=top_prefixes, head_kernel=head,
+                  head_classes_axis=0,
+                  ignored=lambda name: layouts.torchvision_ignored(arch, name))
 
 
 def from_keras(path: str | os.PathLike, arch: str,
                num_classes: int | None = None,
                include_top: bool = True) -> Variables:
-  """Keras applications ResNet weights (.h5 / .weights.h5) -> flax variables.
+  """Keras applications weights (.h5 / .weights.h5) of `arch` -> flax variables.
 
   `num_classes=None` takes the head size from the file. With
-  include_top=False the file's classifier tensors are dropped.
+  include_top=False the file's classifier tensors (and VGG's fc1, fc2) are dropped.
   """
-  resnet.arch_spec(arch, 'keras')
+  models.check_arch(arch, 'keras')
   path = _require_file(path)
   if path.suffix not in KERAS_SUFFIXES:
     raise UserError(f'weights file {path} has suffix {path.suffix!r}; Keras '
@@ -143,18 +119,21 @@ def from_keras(path: str | os.PathLike, arch: str,
   source = keras_files.read_keras(path, arch)
   head_layer = next((h for h in _KERAS_HEAD_LAYERS if f'{h}/kernel' in source),
                     _KERAS_HEAD_LAYERS[0])
+  top_prefixes = (f'{head_layer}/', 'fc1/', 'fc2/', 'flatten/')
   return _convert(source, path, arch, 'keras', num_classes, include_top,
-                  name_fn=lambda p: _keras_name(p, head_layer),
-                  value_fn=lambda x: x, head_prefix=f'{head_layer}/',
+                  name_fn=lambda p: layouts.keras_name(arch, p, head_layer),
+                  value_fn=lambda x: x, top_prefixes=top_prefixes,
                   head_kernel=f'{head_layer}/kernel', head_classes_axis=1)
 
 
 def _convert(source: dict[str, np.ndarray], path: Path, arch: str, style: str,
              num_classes: int | None, include_top: bool,
              name_fn: Callable[[tuple[str, ...]], str],
-             value_fn: Callable[[np.ndarray], np.ndarray], head_prefix: str,
-             head_kernel: str, head_classes_axis: int) -> Variables:
+             value_fn: Callable[[np.ndarray], np.ndarray], top_prefixes: tuple[str, ...],
+             head_kernel: str, head_classes_axis: int,
+             ignored: Callable[[str], bool] = lambda name: False) -> Variables:
   """Maps `source` onto the model's variables, reporting every misfit."""
+  _check_family(source, path, arch, style)
   head = source.get(head_kernel)
   if include_top:
     if head is None:
@@ -170,11 +149,11 @@ def _convert(source: dict[str, np.ndarray], path: Path, arch: str, style: str,
                       f'--num_classes={file_classes}, or --include_top=false '
                       f'to drop the head and train a new one')
   target = traverse_util.flatten_dict(
-      resnet.abstract_variables(arch, style, num_classes, include_top))
+      models.abstract_variables(arch, style, num_classes, include_top))
 
-  # A notop model has no head, so the file's head tensors are expected extra.
-  ignorable = set() if include_top else {
-      k for k in source if k.startswith(head_prefix)}
+  # A notop model has no top, so the file's top tensors are expected extra.
+  ignorable = {k for k in source if ignored(k)} | (set() if include_top else {
+      k for k in source if k.startswith(top_prefixes)})
   used = set()
   missing, mismatched, flat = [], [], {}
   for key, leaf in target.items():
@@ -196,14 +175,15 @@ def _convert(source: dict[str, np.ndarray], path: Path, arch: str, style: str,
   missing, unused, mismatched = (sorted(names, key=_natural_key)
                                  for names in (missing, unused, mismatched))
   if missing or unused or mismatched:
-    guess = _guess_arch(source, style)
+    guess = layouts.guess_arch(source, style)
     hint = f' but looks like {guess}' if guess and guess != arch else ''
     raise WeightsMismatchError(
         f'weights file {path.name} does not fit {arch} ({style}){hint}: '
         f'{_describe(missing, "missing")}, {_describe(unused, "unused")}, '
         f'{_describe(mismatched, "shape mismatch")}; check --arch / --source',
         missing, unused, mismatched)
-  return traverse_util.unflatten_dict(flat)
+  # A VGG without BatchNorm has no statistics; its empty collection keeps one layout.
+  return {'batch_stats': {}, **traverse_util.unflatten_dict(flat)}
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -223,23 +203,15 @@ def _describe(names: list[str], what: str) -> str:
   return f'{len(names)} {what} ({shown}{more})'
 
 
-def _guess_arch(source: Collection[str], style: str) -> str | None:
-  """Which registered arch the source's tensor names (their block counts) describe, if any."""
-  pattern = (re.compile(r'^layer(\d)\.(\d+)\.') if style == 'torchvision'
-             else re.compile(r'^conv(\d)_block(\d+)_'))
-  first_stage, first_block = (1, 0) if style == 'torchvision' else (2, 1)
-  counts = [0, 0, 0, 0]
-  for name in source:
-    m = pattern.match(name)
-    if m and 0 <= int(m.group(1)) - first_stage < 4:
-      s = int(m.group(1)) - first_stage
-      counts[s] = max(counts[s], int(m.group(2)) - first_block + 1)
-  bottleneck = style == 'keras' or any('.conv3.' in k for k in source)
-  for arch, spec in resnet.ARCHS.items():
-    if (tuple(counts) == spec.stage_sizes
-        and (spec.block == 'bottleneck') == bottleneck):
-      return arch
-  return None
+def _check_family(source: Collection[str], path: Path, arch: str, style: str) -> None:
+  """A file of another family than `arch`'s is named for what it holds, in one line."""
+  guess = layouts.guess_arch(source, style)
+  if guess is None or models.ARCHS[guess] == models.ARCHS[arch]:
+    return
+  raise WeightsMismatchError(
+      f'weights file {path.name} holds {guess} weights ({style} layout), not {arch}: its tensor '
+      f'names are those of {guess}; pass --arch={guess} (config: model.arch={guess}) or give '
+      f'{arch} weights', [], [], [])
 
 
 TORCHVISION_SUFFIXES = ('.pth', '.pt', '.safetensors')
@@ -250,15 +222,15 @@ def file_arch(path: str | os.PathLike, style: str, arch: str) -> str | None:
   """The registered arch an original weights file holds, judged by its tensor names alone.
 
   No model is built; torch and safetensors values are not even read. `arch` (the one asked for)
-  only names the layers of a Keras 3 file whose depth fits no ResNet. None: no ResNet fits, and
-  converting the file would list what is missing and unused.
+  only names the layers of a Keras 3 file whose layer counts fit no arch. None: no arch fits,
+  and converting the file would list what is missing and unused.
   """
   path = _require_file(path)
   if style == 'torchvision':
     names = torch_files.tensor_names(path)
   else:
     names = list(keras_files.read_keras(path, arch))
-  return _guess_arch(names, style)
+  return layouts.guess_arch(names, style)
 
 
 # ----------------------------------------------------------------------------
@@ -275,9 +247,11 @@ def save_converted(out_dir: str | os.PathLike, variables: Variables,
                    metadata: Mapping[str, Any]) -> Path:
   """Writes `variables` as an orbax checkpoint plus metadata.json.
 
-  `metadata` needs at least arch, style, include_top and num_classes. Refuses
-  a non-empty `out_dir`; metadata.json is written last, so its presence marks
-  a complete conversion.
+  `metadata` needs at least arch, style, include_top and num_classes; weights
+  of a model with a new head (`transfer.heads`) also record `head`,
+  `head_hidden` and `image_size`, so `load_converted` rebuilds its shapes.
+  Refuses a non-empty `out_dir`; metadata.json is written last, so its
+  presence marks a complete conversion.
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   out_dir = Path(out_dir).absolute()
@@ -322,8 +296,11 @@ def load_converted(directory: str | os.PathLike
   meta = read_metadata(directory)
   arch, num_classes, style, include_top = (
       meta[k] for k in ('arch', 'num_classes', 'style', 'include_top'))
-  resnet.create_model(arch, num_classes, style, include_top)  # validates
-  target = resnet.abstract_variables(arch, style, num_classes, include_top)
+  head, hidden = meta.get('head'), tuple(meta.get('head_hidden') or ())
+  models.create_model(arch, num_classes, style, include_top, head=head,
+                      head_hidden=hidden)  # validates
+  target = models.abstract_variables(arch, style, num_classes, include_top, head, hidden,
+                                     meta.get('image_size'))
   try:
     with ocp.StandardCheckpointer() as checkpointer:
       variables = checkpointer.restore(directory / CHECKPOINT_DIR, target)
@@ -349,9 +326,12 @@ def convert_file(source: str, path: str | os.PathLike, out_dir: str | os.PathLik
   metadata = {
       'arch': arch, 'style': source, 'include_top': include_top,
       'num_classes': num_classes if include_top else None,
-      'preprocess_style': source, 'source_file': Path(path).name,
+      'preprocess_style': models.preprocess_style(arch, source),
+      'source_file': Path(path).name,
       'source_sha256': torch_files.file_digest(path),
   }
+  if models.ARCHS[arch] == 'inception' and source == 'torchvision':
+    metadata['transform_input'] = True  # torchvision's pretrained InceptionV3 re-scales inputs
   save_converted(out_dir, variables, metadata)
   return metadata
 
@@ -364,7 +344,7 @@ def load_weights(path_or_dir: str | os.PathLike, arch: str,
   A directory must come from `save_converted`; a file is converted on the fly
   with the reader for `style`. With include_top=False any head is dropped.
   """
-  resnet.arch_spec(arch, style)
+  models.check_arch(arch, style)
   path = Path(path_or_dir)
   if not path.is_dir():
     reader = from_torchvision if style == 'torchvision' else from_keras
@@ -383,5 +363,5 @@ def load_weights(path_or_dir: str | os.PathLike, arch: str,
                       f'num_classes={num_classes}; pass '
                       f'num_classes={meta["num_classes"]} or include_top=False')
   else:
-    params.pop('head', None)
+    params = {k: v for k, v in params.items() if not heads.is_top(k)}
   return {'params': params, 'batch_stats': variables['batch_stats']}

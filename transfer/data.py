@@ -16,6 +16,11 @@ weights' style runs later, on device. Datasets by `data.name`:
 Train records are `resize_size` squares when `data.augment` (the device crops
 them to `image_size` with `random_resized_crop_flip`), else centre crops like
 the test records.
+
+`data.val_fraction` > 0 holds out that part of each class of the training split
+as a validation split (centre crops, like the test records), drawn with the
+seed; `data.class_subset` keeps some of a folder's or TFDS dataset's classes
+(names or index ranges; digits have `data.classes`, e.g. '0-4').
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ from common import data as common_data
 from common.data import SubsetSource
 from common.errors import UserError, unknown_name
 from transfer import preprocessing
+from transfer.splits import (_relabel, parse_classes, per_class_split, select_classes,
+                             split_validation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +68,7 @@ IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png', '.tif', '.tiff', '.
 
 @dataclasses.dataclass
 class TransferData:
-  """Train and test sources plus what a model and a feature cache need to know."""
+  """Train, test (and validation) sources plus what a model and a feature cache need to know."""
   train: Any
   test: Any
   num_classes: int
@@ -69,6 +76,8 @@ class TransferData:
   image_size: int
   train_key: str  # identifies the train records' content, for the feature cache
   test_key: str
+  val: Any = None  # data.val_fraction > 0: held out of the training split
+  val_key: str = ''
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -98,20 +107,6 @@ def square_transform(image_size: int, resize_size: int, augment: bool
 # --- scikit-learn digits ---------------------------------------------------------------------
 
 
-def parse_classes(spec: str) -> list[int]:
-  """'0-4' or '5,7,9' -> sorted digit classes."""
-  out = set()
-  try:
-    for part in str(spec).split(','):
-      lo, _, hi = part.strip().partition('-')
-      out.update(range(int(lo), int(hi or lo) + 1))
-  except ValueError:
-    raise UserError(f'data.classes {spec!r} is not like "0-4" or "5,7,9"; fix it') from None
-  if not out or min(out) < 0 or max(out) > 9:
-    raise UserError(f'data.classes {spec!r} must name digits 0..9')
-  return sorted(out)
-
-
 def digits_images(classes: list[int], image_size: int) -> tuple[np.ndarray, np.ndarray]:
   """scikit-learn digits of `classes` as uint8 RGB [N, S, S, 3] and labels 0..len(classes)-1."""
   from PIL import Image
@@ -125,36 +120,22 @@ def digits_images(classes: list[int], image_size: int) -> tuple[np.ndarray, np.n
   return np.repeat(big[..., None], 3, axis=-1), labels
 
 
-def per_class_split(labels: np.ndarray, num_classes: int, rng: np.random.Generator,
-                    train_per_class: int = 0, test_fraction: float = 0.0
-                    ) -> tuple[np.ndarray, np.ndarray]:
-  """(train, test) indices: `train_per_class` per class (or all but `test_fraction`)."""
-  train, test = [], []
-  for c in range(num_classes):
-    idx = rng.permutation(np.flatnonzero(labels == c))
-    if train_per_class:
-      if train_per_class >= len(idx):
-        raise UserError(f'data.train_per_class={train_per_class} leaves no test examples of '
-                        f'class {c} ({len(idx)} in all); lower it')
-      k = train_per_class
-    else:
-      k = len(idx) - int(round(len(idx) * test_fraction))
-    train.append(idx[:k])
-    test.append(idx[k:])
-  return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
 def _digits(cfg: ml_collections.ConfigDict, seed: int) -> TransferData:
   classes = parse_classes(cfg.classes)
   images, labels = digits_images(classes, cfg.image_size)
   rng = np.random.default_rng(seed)
+  names = [str(c) for c in classes]
   train, test = per_class_split(labels, len(classes), rng, cfg.train_per_class, cfg.test_fraction)
   if cfg.test_limit:
     test = np.sort(rng.permutation(test)[:cfg.test_limit])
+  train, val = split_validation(labels, train, cfg.val_fraction, seed, names)
   source = common_data.ArraySource({'image': images, 'label': labels})
   key = f'digits-{cfg.classes}-{cfg.image_size}-' + _digest(train, test)
-  return TransferData(SubsetSource(source, train), SubsetSource(source, test), len(classes),
-                      [str(c) for c in classes], cfg.image_size, key + '-train', key + '-test')
+  data = TransferData(SubsetSource(source, train), SubsetSource(source, test), len(classes),
+                      names, cfg.image_size, key + '-train', key + '-test')
+  if len(val):
+    data.val, data.val_key = SubsetSource(source, val), f'{key}-val-{_digest(val)}'
+  return data
 
 
 def _digest(*arrays) -> str:
@@ -242,11 +223,13 @@ def scan_folder(root: str) -> tuple[list[str], np.ndarray, list[str]]:
 def _folder(cfg: ml_collections.ConfigDict, seed: int) -> TransferData:
   if not cfg.path:
     raise UserError('data.name=folder needs data.path: a folder with one sub-folder per class')
-  files, labels, classes = scan_folder(cfg.path)
+  files, labels, classes = _select_files(*scan_folder(cfg.path), cfg.class_subset)
   train_tf = square_transform(cfg.image_size, cfg.resize_size, cfg.augment)
   test_tf = square_transform(cfg.image_size, cfg.resize_size, False)
   if cfg.test_path:
     test_files, test_labels, test_classes = scan_folder(cfg.test_path)
+    test_files, test_labels, test_classes = _select_files(test_files, test_labels, test_classes,
+                                                          cfg.class_subset)
     if test_classes != classes:
       raise UserError(f'data.test_path classes {test_classes} differ from data.path classes '
                       f'{classes}; use the same sub-folder names')
@@ -261,12 +244,30 @@ def _folder(cfg: ml_collections.ConfigDict, seed: int) -> TransferData:
     train_idx, test_idx = per_class_split(labels, len(classes), np.random.default_rng(seed),
                                           cfg.train_per_class, cfg.test_fraction)
     test_files, test_labels = [files[i] for i in test_idx], labels[test_idx]
+  train_idx, val_idx = split_validation(labels, train_idx, cfg.val_fraction, seed, classes)
   train = ImageFolderSource([files[i] for i in train_idx], labels[train_idx], train_tf)
   test = ImageFolderSource(test_files, test_labels, test_tf)
   sizes = f'{cfg.image_size}-{cfg.resize_size}'
-  return TransferData(train, test, len(classes), classes, cfg.image_size,
-                      f'folder-{sizes}-{int(cfg.augment)}-' + _digest(np.asarray(train.files), train.labels),
+  data = TransferData(train, test, len(classes), classes, cfg.image_size,
+                      f'folder-{sizes}-{int(cfg.augment)}-' + _digest(np.asarray(train.files),
+                                                                      train.labels),
                       f'folder-{sizes}-' + _digest(np.asarray(test.files), test.labels))
+  if len(val_idx):
+    val = ImageFolderSource([files[i] for i in val_idx], labels[val_idx], test_tf)
+    data.val, data.val_key = val, f'folder-{sizes}-val-' + _digest(np.asarray(val.files))
+  return data
+
+
+def _select_files(files: list[str], labels: np.ndarray, classes: list[str], spec: str
+                  ) -> tuple[list[str], np.ndarray, list[str]]:
+  """The files of the classes `spec` selects (`select_classes`), relabelled 0.. in order."""
+  selected = select_classes(spec, classes)
+  if len(selected) == len(classes):
+    return files, labels, classes
+  mapping = _relabel(selected, len(classes))
+  keep = np.flatnonzero(mapping[labels] >= 0)
+  return ([files[i] for i in keep], mapping[labels[keep]].astype(np.int32),
+          [classes[c] for c in selected])
 
 
 # --- TFDS --------------------------------------------------------------------------------------
@@ -279,25 +280,41 @@ def _tfds(cfg: ml_collections.ConfigDict, seed: int) -> TransferData:
   raw_train = common_data.tfds_source(cfg.name, train_split, data_dir)
   raw_test = common_data.tfds_source(cfg.name, test_split, data_dir)
   label = raw_train.dataset_info.features['label']
-  names = list(label.names)
+  all_names = list(label.names)
+  selected = select_classes(cfg.class_subset, all_names)
+  mapping = _relabel(selected, len(all_names))
+  names = [all_names[c] for c in selected]
 
   def decoder(transform):
     return lambda r: {'image': transform(common_data.decode_image(r['image'])),
-                      'label': np.int32(r['label'])}
+                      'label': np.int32(mapping[r['label']])}
 
-  train = common_data.RecordSource(
-      raw_train, decoder(square_transform(cfg.image_size, cfg.resize_size, cfg.augment)))
-  test = common_data.RecordSource(raw_test, decoder(square_transform(cfg.image_size,
-                                                                     cfg.resize_size, False)))
+  train_tf = square_transform(cfg.image_size, cfg.resize_size, cfg.augment)
+  test_tf = square_transform(cfg.image_size, cfg.resize_size, False)
+  train = common_data.RecordSource(raw_train, decoder(train_tf))
+  test = common_data.RecordSource(raw_test, decoder(test_tf))
   key = f'tfds-{cfg.name}-{cfg.image_size}-{cfg.resize_size}'
-  if cfg.train_per_class:
+  idx, val_idx = None, np.zeros((0,), np.int64)
+  if cfg.train_per_class or cfg.val_fraction or len(selected) < len(all_names):
     # Reading every label decodes no image but touches every record once.
-    labels = np.asarray([raw_train[i]['label'] for i in range(len(raw_train))])
-    idx, _ = per_class_split(labels, len(names), np.random.default_rng(seed), cfg.train_per_class)
+    labels = mapping[np.asarray([raw_train[i]['label'] for i in range(len(raw_train))])]
+    idx = np.flatnonzero(labels >= 0)
+    if cfg.train_per_class:
+      idx, _ = per_class_split(np.where(labels >= 0, labels, len(names)), len(names),
+                               np.random.default_rng(seed), cfg.train_per_class)
+    idx, val_idx = split_validation(labels, idx, cfg.val_fraction, seed, names)
     train = SubsetSource(train, idx)
     key += '-' + _digest(idx)
-  return TransferData(train, test, len(names), names, cfg.image_size,
+  if len(selected) < len(all_names):
+    test_labels = mapping[np.asarray([raw_test[i]['label'] for i in range(len(raw_test))])]
+    test = SubsetSource(test, np.flatnonzero(test_labels >= 0))
+    key += '-classes-' + _digest(np.asarray(selected))
+  data = TransferData(train, test, len(names), names, cfg.image_size,
                       f'{key}-{train_split}-{int(cfg.augment)}', f'{key}-{test_split}')
+  if len(val_idx):
+    data.val = SubsetSource(common_data.RecordSource(raw_train, decoder(test_tf)), val_idx)
+    data.val_key = f'{key}-{train_split}-val-{_digest(val_idx)}'
+  return data
 
 
 def load_data(cfg: ml_collections.ConfigDict, seed: int) -> TransferData:
@@ -309,6 +326,9 @@ def load_data(cfg: ml_collections.ConfigDict, seed: int) -> TransferData:
                     f'{cfg.image_size} and {cfg.resize_size}')
   if cfg.train_per_class < 0 or not 0 <= cfg.test_fraction < 1:
     raise UserError('data.train_per_class must be >= 0 and data.test_fraction in [0, 1)')
+  if not 0 <= cfg.val_fraction < 1:
+    raise UserError(f'data.val_fraction must be in [0, 1) (0: no validation split), got '
+                    f'{cfg.val_fraction}')
   if cfg.name == 'digits':
     return _digits(cfg, seed)
   if cfg.name == 'folder':

@@ -20,11 +20,11 @@ from jax.sharding import Mesh
 
 from common import distributed, sharding
 from common.errors import UserError
-from transfer import preprocess, resnet
+from transfer import heads, preprocess
 
 
 @functools.lru_cache(maxsize=8)
-def forward_fn(model: resnet.ResNet, style: str, mesh: Mesh | None = None):
+def forward_fn(model: Any, style: str, mesh: Mesh | None = None):
   """Jitted (variables, uint8 images [B, H, W, 3]) -> (logits [B, classes], pooled [B, C]).
 
   Evaluation and feature extraction share it, so a model compiles once for both.
@@ -38,7 +38,7 @@ def forward_fn(model: resnet.ResNet, style: str, mesh: Mesh | None = None):
   return jax.jit(forward, out_shardings=sharding.replicated(mesh))
 
 
-def sharded_forward(model: resnet.ResNet, style: str, mesh: Mesh):
+def sharded_forward(model: Any, style: str, mesh: Mesh):
   """`forward_fn` with the batch split over the mesh's `data` axis (data-parallel inference).
 
   Returns `apply(variables, images)`: variables replicated on the mesh, host uint8
@@ -53,7 +53,7 @@ def sharded_forward(model: resnet.ResNet, style: str, mesh: Mesh):
   return apply
 
 
-def extract(model: resnet.ResNet, variables: Mapping[str, Any], style: str, source,
+def extract(model: Any, variables: Mapping[str, Any], style: str, source,
             batch_size: int = 64, mesh: Mesh | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Pooled features [N, C] float32 and labels [N] of every record of `source`, in order.
 
@@ -87,7 +87,7 @@ def weights_id(weights: str) -> str:
   return h.hexdigest()[:12]
 
 
-def cached_features(cache_dir: str, key: str, model: resnet.ResNet, variables: Mapping[str, Any],
+def cached_features(cache_dir: str, key: str, model: Any, variables: Mapping[str, Any],
                     style: str, source, batch_size: int = 64, mesh: Mesh | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
   """`extract`, stored as `cache_dir/<key>.npz` and read back on later calls.
@@ -114,8 +114,9 @@ def cached_features(cache_dir: str, key: str, model: resnet.ResNet, variables: M
 
 
 def head_logits(head: Mapping[str, jax.Array], features: jax.Array) -> jax.Array:
-  """The ResNet's Dense head on pooled features: [B, C] -> [B, classes]."""
-  return jnp.dot(features, head['kernel']) + head['bias']
+  """A Dense head alone on pooled features: [B, C] -> [B, classes] (`heads.head_logits` serves
+  tops with hidden layers)."""
+  return heads.head_logits({'head': head}, features)
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,

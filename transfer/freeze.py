@@ -1,8 +1,9 @@
 """Which parameters train, and how fast: `(regex, label)` rules -> optax.
 
 Rules are matched against '/'-joined parameter paths (`stage4/block1/conv2/
-kernel`, `head/bias`; see `transfer.resnet.param_paths`); the first match wins
-and every parameter must match one rule. A label names a group with a learning
+kernel`, `block5/conv3/kernel`, `mixed10/branch_pool/bn/bias`, `head/bias`; see
+`transfer.models.param_paths`); the first match wins and every parameter must
+match one rule. A label names a group with a learning
 rate multiplier; the label 'frozen' maps to `optax.set_to_zero()`, which keeps
 no optimiser state, so frozen parameters cost no Adam moments.
 
@@ -12,12 +13,16 @@ Modes (`MODES`) are rule sets plus a BatchNorm policy:
 - feature_extraction: backbone frozen, BatchNorm in inference mode, new head.
 - fine_tune: everything trained, backbone at `backbone_lr_mult` x the head's
   learning rate; BatchNorm statistics frozen unless `bn_train`.
-- partial: head plus the last `trainable_stages` stages; the rest frozen.
+- partial: head plus the last `trainable_stages` parts; the rest frozen.
 - two_phase: feature_extraction, then fine_tune continuing from it.
 
+A backbone's parts are its family's (`transfer.models.part_rules`): ResNet's
+stem, stage1..stage4; VGG's block1..block5; InceptionV3's stem, mixed0..mixed10.
+The head is the classifier top (`head` and hidden `fc1`, `fc2`, ...).
 `layer_decay` < 1 gives each backbone part its own multiplier,
-`backbone_lr_mult * layer_decay ** distance` with distance 1 for stage4 ... 5
-for the stem (layer-wise learning-rate decay).
+`backbone_lr_mult * layer_decay ** distance` with distance 1 for the last part
+(stage4, block5, mixed10) and growing towards the input (layer-wise
+learning-rate decay).
 """
 from __future__ import annotations
 
@@ -31,48 +36,70 @@ from flax import traverse_util
 
 from common import optim as optim_lib
 from common.errors import UserError, unknown_name
+from transfer import heads
 
 Rules = Sequence[tuple[str, str]]
 
 FROZEN = 'frozen'
 MODES = ('scratch', 'feature_extraction', 'fine_tune', 'partial', 'two_phase')
 STAGES = ('stage1', 'stage2', 'stage3', 'stage4')
-# Distance from the head, for layer-wise learning-rate decay.
-_DISTANCE = {'head': 0, 'stage4': 1, 'stage3': 2, 'stage2': 3, 'stage1': 4, 'stem': 5}
+# ResNet's (part, regex) pairs, input to output: the default of `mode_rules`.
+RESNET_PARTS = (('stem', '^stem_'), *((s, f'^{s}/') for s in STAGES))
 _NO_DECAY = '|no_decay'
 
 
-def _path_rule(part: str) -> str:
-  return '^stem_' if part == 'stem' else f'^{part}/'
+def _head_rule(parts: Sequence[tuple[str, str]]) -> str:
+  # ResNet has no hidden top layers by default; its rule stays the plain one.
+  return '^head/' if parts == RESNET_PARTS else heads.TOP_PATTERN
+
+
+def part_multipliers(parts: Sequence[tuple[str, str]], backbone_lr_mult: float,
+                     layer_decay: float) -> dict[str, float]:
+  """{part: backbone_lr_mult * layer_decay ** distance}, distance 1 for the last part."""
+  names = [p for p, _ in parts]
+  return {p: backbone_lr_mult * layer_decay ** (len(names) - i) for i, p in enumerate(names)}
+
+
+def max_trainable_parts(parts: Sequence[tuple[str, str]]) -> int:
+  """The largest `trainable_stages` of mode partial: every part (ResNet: its 4 stages)."""
+  parts = tuple(tuple(p) for p in parts)
+  return len(parts) - 1 if parts == RESNET_PARTS else len(parts)
 
 
 def mode_rules(mode: str, *, trainable_stages: int = 1, backbone_lr_mult: float = 0.1,
-               layer_decay: float = 1.0) -> tuple[list[tuple[str, str]], dict[str, float]]:
+               layer_decay: float = 1.0, parts: Sequence[tuple[str, str]] = RESNET_PARTS
+               ) -> tuple[list[tuple[str, str]], dict[str, float]]:
   """(rules, {label: lr multiplier}) for one training phase of `mode`.
 
-  `two_phase` has two phases; ask for 'feature_extraction' and 'fine_tune'.
+  `parts` are the backbone's (part name, path regex) pairs, input to output
+  (`transfer.models.part_rules(arch)`; ResNet's by default). `two_phase` has two
+  phases; ask for 'feature_extraction' and 'fine_tune'.
   """
   if mode not in MODES or mode == 'two_phase':
     raise unknown_name('single-phase mode', mode, [m for m in MODES if m != 'two_phase'])
+  parts = tuple(tuple(p) for p in parts)
+  head = _head_rule(parts)
   if mode == 'scratch':
     return [('.*', 'trainable')], {'trainable': 1.0}
   if mode == 'feature_extraction':
-    return [('^head/', 'head'), ('.*', FROZEN)], {'head': 1.0, FROZEN: 0.0}
-  if mode == 'partial' and not 1 <= trainable_stages <= 4:
-    raise UserError(f'freeze.trainable_stages must be in 1..4 for mode partial, got '
+    return [(head, 'head'), ('.*', FROZEN)], {'head': 1.0, FROZEN: 0.0}
+  n = max_trainable_parts(parts)
+  if mode == 'partial' and not 1 <= trainable_stages <= n:
+    raise UserError(f'freeze.trainable_stages must be in 1..{n} for mode partial, got '
                     f'{trainable_stages}')
-  parts = ['stage4', 'stage3', 'stage2', 'stage1', 'stem']
+  trained = list(reversed(parts))
   if mode == 'partial':
-    parts = parts[:trainable_stages]
-  rules = [('^head/', 'head')]
+    trained = trained[:trainable_stages]
+  rules = [(head, 'head')]
   mults = {'head': 1.0}
   if layer_decay == 1.0:
-    rules += [(_path_rule(p), 'backbone') for p in parts]
+    rules += [(rx, 'backbone') for _, rx in trained]
     mults['backbone'] = backbone_lr_mult
   else:
-    for p in parts:
-      rules.append((_path_rule(p), p))
-      mults[p] = backbone_lr_mult * layer_decay ** _DISTANCE[p]
+    decayed = part_multipliers(parts, backbone_lr_mult, layer_decay)
+    for name, rx in trained:
+      rules.append((rx, name))
+      mults[name] = decayed[name]
   rules.append(('.*', FROZEN))
   mults[FROZEN] = 0.0
   return rules, mults

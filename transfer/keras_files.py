@@ -1,23 +1,35 @@
 """Keras applications weights files (HDF5) -> {tensor name: float32 array}.
 
-Two layouts: the legacy one of the published `resnet*_weights_tf_dim_ordering_tf_kernels[_notop]
-.h5` files (layer and weight names as attributes) and Keras 3 `.weights.h5` files from
-`model.save_weights` (layers by position, matched to the architecture's layer order).
+Two layouts: the legacy one of the published `*_weights_tf_dim_ordering_tf_kernels[_notop].h5`
+files (layer and weight names as attributes) and Keras 3 `.weights.h5` files from
+`model.save_weights` (layers by position, matched to the architecture's layer order by
+`transfer.layouts.keras3_positions`). Layers Keras named only by class and creation order
+(InceptionV3's `conv2d_7`, `batch_normalization_7`) are renumbered 0.. in that order, whatever
+number the session that saved them had reached.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import re
+
 import numpy as np
 
 from common import file_kinds, torch_files
 from common.errors import UserError
-from transfer import resnet
+from transfer import layouts, models
 
-# MD5 of the published Keras files, from keras/src/applications/resnet.py
-# (WEIGHTS_HASHES: (with top, without top)).
+# MD5 of the published Keras files, from keras/src/applications/{resnet,vgg16,vgg19,
+# inception_v3}.py (their `file_hash` arguments).
 KERAS_MD5 = {
+    'vgg16_weights_tf_dim_ordering_tf_kernels.h5': '64373286793e3c8b2b4e3219cbf3544b',
+    'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5': '6d6bbae143d832006294945121d1f1fc',
+    'vgg19_weights_tf_dim_ordering_tf_kernels.h5': 'cbe5617147190e668d6c5d5026f83318',
+    'vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5': '253f8cb515780f3b799900260a226db6',
+    'inception_v3_weights_tf_dim_ordering_tf_kernels.h5': '9a0d58056eeedaa3f26cb7ebd46da564',
+    'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5':
+        'bcbd6486424b2319ff4ef7d526e38f63',
     'resnet50_weights_tf_dim_ordering_tf_kernels.h5':
         '2cb95161c43110f7111970584f804107',
     'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5':
@@ -48,7 +60,7 @@ def read_keras(path: Path, arch: str) -> dict[str, np.ndarray]:
     with h5py.File(path, 'r') as f:
       root = f['model_weights'] if 'model_weights' in f else f
       if _h5_attr_list(root, 'layer_names') is not None:
-        return _read_keras_legacy(root)
+        return _renumber_auto_names(_read_keras_legacy(root))
       if 'layers' in f and isinstance(f['layers'], h5py.Group):
         return _read_keras3(f['layers'], path, arch)
   except UserError:
@@ -96,30 +108,41 @@ _KERAS3_VARS = {
     'batch_normalization': ('gamma', 'beta', 'moving_mean', 'moving_variance'),
     'dense': ('kernel', 'bias'),
 }
+_AUTO_NAME = re.compile(r'^(conv2d|batch_normalization)(?:_(\d+))?$')
+
+# The ResNet layer order (kept here for callers that read it from this module).
+keras3_layer_order = layouts.resnet_keras3_order
 
 
-def keras3_layer_order(spec: resnet.ArchSpec) -> dict[str, list[str]]:
-  """keras.applications layer names in Keras 3's Functional layer order.
+def _var_names(kind: str, count: int) -> tuple[str, ...]:
+  """A layer's variable names; a BatchNorm saved without its scale (scale=False) has 3."""
+  names = _KERAS3_VARS[kind]
+  return names[1:] if kind == 'batch_normalization' and count == 3 else names
 
-  Keras 3 `.weights.h5` files name layers by class and position (`conv2d_7`,
-  `batch_normalization_7`), so positions must be mapped back to names. Keras
-  orders a block with a conv shortcut as 1_conv, 1_bn, 2_conv, 2_bn, 0_conv,
-  3_conv, 0_bn, 3_bn (topological order by depth).
-  """
-  convs, bns = ['conv1_conv'], ['conv1_bn']
-  for s, n in enumerate(spec.stage_sizes):
-    for b in range(n):
-      p = f'conv{s + 2}_block{b + 1}'
-      order = ('1', '2', '0', '3') if b == 0 else ('1', '2', '3')
-      convs += [f'{p}_{i}_conv' for i in order]
-      bns += [f'{p}_{i}_bn' for i in order]
-  return {'conv2d': convs, 'batch_normalization': bns, 'dense': ['predictions']}
+
+def _renumber_auto_names(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """'conv2d_95/kernel' -> 'conv2d_1/kernel' when conv2d_94 is the file's first Conv2D: layers
+  named by class and creation number are renumbered from 0 in creation order."""
+  numbers: dict[str, set[int]] = {}
+  for key in tensors:
+    m = _AUTO_NAME.match(key.split('/')[0])
+    if m:
+      numbers.setdefault(m.group(1), set()).add(int(m.group(2) or 0))
+  rank = {kind: {n: i for i, n in enumerate(sorted(found))} for kind, found in numbers.items()}
+  out = {}
+  for key, value in tensors.items():
+    layer, _, var = key.partition('/')
+    m = _AUTO_NAME.match(layer)
+    if m:
+      key = f'{m.group(1)}_{rank[m.group(1)][int(m.group(2) or 0)]}/{var}'
+    out[key] = value
+  return out
 
 
 def _read_keras3(layers, path: Path, arch: str) -> dict[str, np.ndarray]:
   """Keras 3 layout: layers/<layer name>/vars/<index>, in weight order."""
   by_kind: dict[str, list[tuple[int, Any]]] = {k: [] for k in _KERAS3_VARS}
-  named = 'conv1_conv' in layers
+  named = 'conv1_conv' in layers or 'block1_conv1' in layers
   tensors = {}
   for name, group in layers.items():
     if 'vars' not in group or not len(group['vars']):
@@ -128,31 +151,29 @@ def _read_keras3(layers, path: Path, arch: str) -> dict[str, np.ndarray]:
               for i in range(len(group['vars']))]
     if named:  # layers saved under their own names
       kind = ('batch_normalization' if name.endswith('_bn') else
-              'conv2d' if name.endswith('_conv') else 'dense')
+              'conv2d' if '_conv' in name else 'dense')
       tensors.update({f'{name}/{v}': x for v, x in
-                      zip(_KERAS3_VARS[kind], values)})
+                      zip(_var_names(kind, len(values)), values)})
       continue
     kind, _, index = name.rpartition('_')
     if not index.isdigit():
       kind, index = name, '0'
     if kind not in by_kind:
-      raise UserError(f'weights file {path} has a {name!r} layer that a '
-                      f'keras.applications ResNet does not have; use a file '
-                      f'saved from keras.applications.ResNet50/101/152')
+      raise UserError(f'weights file {path} has a {name!r} layer that no keras.applications '
+                      f'ResNet, VGG or InceptionV3 has; use a file saved from one of them')
     by_kind[kind].append((int(index), values))
   if named:
     return tensors
-  # Name positions with the layout of the depth the file holds (judged by its
-  # conv count), so a wrong --arch is reported with meaningful names.
-  n_convs = len(by_kind['conv2d'])
-  spec = resnet.ARCHS.get(arch)
-  file_spec = next((s for s in resnet.ARCHS.values() if 'keras' in s.styles
-                    and 5 + 3 * sum(s.stage_sizes) == n_convs), spec)
-  order = keras3_layer_order(file_spec)
+  # Name positions with the layout of the arch the file holds (judged by its layer counts), so
+  # a wrong --arch is reported with meaningful names.
+  file_arch = layouts.keras3_arch(len(by_kind['conv2d']), len(by_kind['batch_normalization']))
+  order = layouts.keras3_positions(file_arch or (arch if arch in models.ARCHS else 'resnet50'))
   for kind, entries in by_kind.items():
     names = order[kind]
+    if kind == 'dense' and len(entries) < len(names):
+      names = names[len(names) - len(entries):]  # a top without hidden layers
     for pos, (_, values) in enumerate(sorted(entries, key=lambda e: e[0])):
       layer = names[pos] if pos < len(names) else f'{kind}_{pos}'
       tensors.update({f'{layer}/{v}': x for v, x in
-                      zip(_KERAS3_VARS[kind], values)})
+                      zip(_var_names(kind, len(values)), values)})
   return tensors

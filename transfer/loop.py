@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -29,11 +30,11 @@ from common import sharding
 from common.errors import UserError, unknown_name
 from common.loop import Run, check_cadence, is_due, steps_to_boundary
 from transfer import data as data_lib
-from transfer import evaluate, features, freeze, resnet
+from transfer import augment, convert, evaluate, features, freeze, heads, models, selection
 from transfer import steps as steps_lib
 from transfer import weights as weights_lib
 
-RULE_LABELS = ('trainable', 'head', 'backbone', 'stem', *freeze.STAGES)
+RULE_LABELS = ('trainable', 'head', 'backbone')  # and the arch's parts (models.part_rules)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -58,14 +59,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if f.backbone_lr_mult < 0 or not 0 < f.layer_decay <= 1:
     raise UserError(f'freeze.backbone_lr_mult must be >= 0 and freeze.layer_decay in (0, 1]; got '
                     f'{f.backbone_lr_mult} and {f.layer_decay}')
+  models.check_arch(m.arch, m.style)
+  models.check_image_size(m.arch, config.data.image_size)
+  parts = models.part_rules(m.arch)
+  labels = (*RULE_LABELS, *(p for p, _ in parts), freeze.FROZEN)
   for rule in f.rules:
     if len(rule) != 2 or not all(isinstance(x, str) for x in rule):
       raise UserError(f'freeze.rules entries must be (regex, label) pairs, got {rule!r}')
-    if rule[1] not in RULE_LABELS and rule[1] != freeze.FROZEN:
-      raise unknown_name('freezing label', rule[1], (*RULE_LABELS, freeze.FROZEN))
-  if config.mode == 'partial' and not 1 <= f.trainable_stages <= 4:
-    raise UserError(f'freeze.trainable_stages must be in 1..4, got {f.trainable_stages}')
-  resnet.arch_spec(m.arch, m.style)
+    if rule[1] not in labels:
+      raise unknown_name(f'freezing label for {m.arch}', rule[1], labels)
+  n = freeze.max_trainable_parts(parts)
+  if config.mode == 'partial' and not 1 <= f.trainable_stages <= n:
+    raise UserError(f'freeze.trainable_stages must be in 1..{n} for {m.arch} (its parts: '
+                    f'{", ".join(p for p, _ in parts)}), got {f.trainable_stages}')
+  heads.check_head(m.head, m.head_hidden, m.head_dropout)
+  if m.include_top and (m.head != 'global_pool' or tuple(m.head_hidden) or m.head_dropout):
+    raise UserError("model.include_top=True keeps the weights' own classifier; model.head, "
+                    'head_hidden and head_dropout shape a new one: leave them at their defaults '
+                    'or set model.include_top=False')
   weights_lib.check_weights(config)  # a mismatched file is named now, not after the data loads
   if m.weights and m.weights != weights_lib.PRETRAIN and not os.path.exists(m.weights):
     raise UserError(f'weights {m.weights!r} not found; convert them with python -m launch.convert '
@@ -75,6 +86,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                     'pretrained weights; set model.include_top=False')
   if not 0 < config.data.crop_scale <= 1:
     raise UserError(f'data.crop_scale must be in (0, 1], got {config.data.crop_scale}')
+  augment.from_config(config.data)
+  selection.check(t)
   for name in ('features', 'train'):
     if config[name].steps_per_call < 1:
       raise UserError(f'{name}.steps_per_call must be at least 1, got '
@@ -90,38 +103,53 @@ def validate(config: ml_collections.ConfigDict) -> None:
 @dataclasses.dataclass
 class _Context:
   """What the loop needs about one run, resolved once, and its train metrics since the last
-  log row (`window`; a checkpoint between log rows keeps them)."""
+  log row (`window`; a checkpoint between log rows keeps them). With a validation split,
+  `select` tracks the best evaluation and `best` holds its weights."""
   config: ml_collections.ConfigDict
   workdir: str
   data: data_lib.TransferData
-  model: resnet.ResNet
+  model: Any  # a transfer.models model
   style: str
   weights: str
   mesh: Mesh
   phases: list[steps_lib.Phase]
   fns: list[steps_lib.PhaseFns]
   cached: list[bool]  # whether each phase trains on cached backbone features
+  eval_every: int  # steps between evaluations (validation when there is a split, else test)
+  select: selection.Selection | None = None
+  best: dict | None = None
   window: list[dict] = dataclasses.field(default_factory=list)
   last_train: dict = dataclasses.field(default_factory=dict)
 
   def cached_split(self, variables, split: str) -> tuple[np.ndarray, np.ndarray]:
-    source, key = ((self.data.train, self.data.train_key) if split == 'train'
-                   else (self.data.test, self.data.test_key))
+    source, key = {'train': (self.data.train, self.data.train_key),
+                   'val': (self.data.val, self.data.val_key),
+                   'test': (self.data.test, self.data.test_key)}[split]
     cache_dir = self.config.features.dir or os.path.join(self.workdir, 'features')
-    name = f'{key}-{weights_lib.feature_key(self.weights, self.style, self.config.seed)}'
+    name = (f'{key}-{weights_lib.feature_key(self.weights, self.style, self.config.seed)}'
+            + features_tag(self.model))
     return features.cached_features(cache_dir, name, self.model, variables, self.style, source,
                                     self.config.data.eval_batch_size, self.mesh)
 
 
-def _evaluate(ctx: _Context, state: dict, backbone_unchanged: bool) -> dict:
-  """Test metrics; the frozen, untouched backbone is evaluated through cached features."""
+def features_tag(model) -> str:
+  """Names the head's input in feature-cache files: '' for globally pooled features."""
+  if model.head == 'global_pool' or (model.head is None and models.ARCHS[model.arch] != 'vgg'):
+    return ''
+  return f'-{model.head or "top"}'
+
+
+def _evaluate(ctx: _Context, state: dict, backbone_unchanged: bool, split: str = 'test') -> dict:
+  """Metrics of `split` (test or val); an untouched frozen backbone is evaluated through cached
+  features."""
   variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+  source = ctx.data.val if split == 'val' else ctx.data.test
   if backbone_unchanged and ctx.config.features.cache:
-    feats, labels = ctx.cached_split(variables, 'test')
-    logits = distributed.to_host(steps_lib.head_fn()(state['params']['head'], feats))
+    feats, labels = ctx.cached_split(variables, split)
+    logits = distributed.to_host(steps_lib.head_fn()(heads.top_params(state['params']), feats))
   else:
     fn = features.sharded_forward(ctx.model, ctx.style, ctx.mesh)
-    logits, labels = evaluate.predict(lambda x: fn(variables, x)[0], ctx.data.test,
+    logits, labels = evaluate.predict(lambda x: fn(variables, x)[0], source,
                                       ctx.config.data.eval_batch_size)
   return evaluate.classification_metrics(logits, labels, ctx.data.num_classes)
 
@@ -165,7 +193,7 @@ def _train_phase(run: Run, ctx: _Context, i: int, state: dict, meta: dict,
   it, per_call = _phase_batches(ctx, i, state, meta)
   while run.step < ph.end:
     step = run.step
-    room = steps_to_boundary(step, ph.end, t.log_every, t.eval_every, t.checkpoint_every)
+    room = steps_to_boundary(step, ph.end, t.log_every, ctx.eval_every, t.checkpoint_every)
     # Image steps: full chunks, and single steps up to a log/eval/checkpoint boundary or a
     # phase end that the chunk length does not divide, so at most two compilations of the
     # heavy step. The cheap cached-feature head takes any chunk length.
@@ -189,11 +217,40 @@ def _train_phase(run: Run, ctx: _Context, i: int, state: dict, meta: dict,
       ctx.last_train = _mean_rows(ctx.window)
       run.write({**ctx.last_train, 'phase': ph.name})
       ctx.window = []
-    if run.step < run.total and is_due(run.step, t.eval_every):
+    stop = False
+    if ctx.select is not None:
+      if is_due(run.step, ctx.eval_every, end=ph.end):
+        stop = _validate(run, ctx, i, state)
+    elif run.step < run.total and is_due(run.step, ctx.eval_every):
       run.write(_test_row(_evaluate(ctx, state, all(ctx.cached[:i + 1]))))
-    if run.is_due(t.checkpoint_every):
-      run.save(state, {'phase': i, 'data': it.get_state(), 'window': ctx.window})
+    if stop:
+      run.advance(ph.end - run.step)  # the phase ends here
+    if run.is_due(t.checkpoint_every) or stop:
+      saved = state if ctx.best is None else {**state, 'best': ctx.best}
+      run.save(saved, {'phase': i, 'data': it.get_state(), 'window': ctx.window,
+                       'selection': ctx.select.state() if ctx.select else None})
   return state
+
+
+def _validate(run: Run, ctx: _Context, i: int, state: dict) -> bool:
+  """Evaluates the validation split, keeps the weights if they are the best so far; True when
+  the phase should stop early."""
+  m = _evaluate(ctx, state, all(ctx.cached[:i + 1]), 'val')
+  row = {'val_top1': m['top1'], 'val_loss': m['loss'],
+         **({} if m['top5'] is None else {'val_top5': m['top5']})}
+  sel = ctx.select
+  if sel.update(row, run.step):
+    ctx.best = selection.snapshot(state)
+  row[f'best_{sel.metric}'] = sel.best
+  stop = sel.should_stop() and run.step < ctx.phases[i].end
+  if stop:
+    sel.stopped.append(ctx.phases[i].name)
+    row['early_stop'] = ctx.phases[i].name
+    if ctx.window:  # the train metrics since the last log row
+      run.write({**_mean_rows(ctx.window), 'phase': ctx.phases[i].name})
+      ctx.window = []
+  run.write(row)
+  return stop
 
 
 def _summary(run: Run, ctx: _Context, state: dict, train_seconds: float) -> dict:
@@ -213,10 +270,40 @@ def _summary(run: Run, ctx: _Context, state: dict, train_seconds: float) -> dict
       'per_class_accuracy': {str(n): _finite(a) for n, a in zip(names, m['per_class'])},
       'phases': [p.name for p in ctx.phases], 'cached_features': [bool(c) for c in ctx.cached],
       'num_train': len(ctx.data.train), 'num_test': len(ctx.data.test), 'weights': ctx.weights,
+      **_selection_summary(ctx),
       'preprocess_style': ctx.style, 'train_seconds': train_seconds,
       **{f'train_{k}': v for k, v in ctx.last_train.items() if k != 'lr'},
       **({'train_images_per_sec': rate * config.data.batch_size} if rate else {}),
   }
+
+
+def _selection_summary(ctx: _Context) -> dict:
+  if ctx.select is None:
+    return {}
+  sel = ctx.select
+  return {'num_val': len(ctx.data.val), 'selected_step': sel.best_step,
+          f'selected_{sel.metric}': sel.best, 'stopped_early': list(sel.stopped)}
+
+
+def export_weights(ctx: _Context, variables: dict) -> str:
+  """The selected weights as `WORKDIR/weights` (converted-weights format, with the class names
+  and the preprocessing), for launch.predict and as weights of later runs."""
+  config, m = ctx.config, ctx.model
+  out = os.path.join(ctx.workdir, 'weights')
+  if os.path.exists(out):
+    shutil.rmtree(out)  # an export cut short: metadata.json is written last
+  convert.save_converted(out, variables, {
+      'arch': m.arch, 'style': m.style, 'include_top': True, 'num_classes': m.num_classes,
+      'preprocess_style': ctx.style, 'head': m.head, 'head_hidden': list(m.head_hidden),
+      'head_dropout': m.head_dropout, 'image_size': config.data.image_size,
+      # Digits are resized whole; other data as the eval transform (resize, centre crop).
+      'resize_size': (config.data.image_size if config.data.name == 'digits'
+                      else config.data.resize_size),
+      'class_names': [str(n) for n in ctx.data.class_names],
+      'source': f'transfer run in {os.path.abspath(ctx.workdir)} ({config.mode}, seed '
+                f'{config.seed})',
+      'selected_step': ctx.select.best_step if ctx.select else None})
+  return out
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -237,8 +324,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     raise UserError(f'data.batch_size {batch} is larger than the training split '
                     f'({len(data.train)} examples{kept}); lower data.batch_size'
                     + (' or raise data.train_per_class (0: all)' if kept else ''))
-  model = resnet.create_model(config.model.arch, data.num_classes, config.model.style)
-  phases = steps_lib.plan_phases(config, len(data.train) // batch)
+  model = models.model_for(config, data.num_classes)
+  steps_per_epoch = len(data.train) // batch
+  phases = steps_lib.plan_phases(config, steps_per_epoch)
   run_ = Run(workdir, config, phases[-1].end, keep=config.train.keep_checkpoints,
              checkpoint=config.train.checkpoint, desc=config.mode)
   weights, style = weights_lib.resolve_weights(config, weights() if callable(weights) else weights)
@@ -249,12 +337,20 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   fns, cached = steps_lib.phase_functions(config, model, style, data.image_size, phases, mesh)
   key = rng_lib.root_key(config.seed)
   variables = weights_lib.init_variables(model, config, weights, rng_lib.stream(key, 'init'))
-  ctx = _Context(config, workdir, data, model, style, weights, mesh, phases, fns, cached)
+  t = config.train
+  ctx = _Context(config, workdir, data, model, style, weights, mesh, phases, fns, cached,
+                 eval_every=(t.eval_every or steps_per_epoch) if data.val else t.eval_every)
   state = {'params': variables['params'], 'batch_stats': variables['batch_stats'],
            'opt': {f'phase{i}': f.tx.init(variables['params']) for i, f in enumerate(fns)}}
+  if data.val is not None:
+    ctx.select = selection.Selection(t.select, t.patience, t.min_delta)
+    state['best'] = selection.snapshot(state)
   # Replicated (committed) arrays everywhere, like the step's outputs: a mix would compile twice.
   state, meta, done = run_.restore(sharding.replicate(state, mesh))
-  final = lambda s: {'params': s['params'], 'batch_stats': s['batch_stats']}
+  if ctx.select is not None:
+    ctx.best = state.pop('best')
+    ctx.select.restore(meta.get('selection'))
+  final = lambda s: ctx.best or {'params': s['params'], 'batch_stats': s['batch_stats']}
   if done is not None:
     return done, final(state) if run_.step >= run_.total else None
   run_.start()
@@ -263,7 +359,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   t0 = time.perf_counter()
   for i, phase in enumerate(phases):
     if run_.step < phase.end:
+      if ctx.select is not None and i > 0 and run_.step == phase.start:
+        state = {**state, **selection.snapshot(ctx.best)}  # a phase starts from the best weights
+        ctx.select.waited = 0
       state = _train_phase(run_, ctx, i, state, meta, aug_key)
+  if ctx.best is not None:
+    state = {**state, **ctx.best}  # the selected weights are the ones tested
   jax.block_until_ready(state)
   summary = _summary(run_, ctx, state, time.perf_counter() - t0)
+  if config.train.checkpoint:
+    export_weights(ctx, final(state))
   return run_.finish(summary), final(state)

@@ -4,8 +4,9 @@
 were trained on:
 - 'torchvision': x / 255, minus ImageNet mean (0.485, 0.456, 0.406), divided
   by std (0.229, 0.224, 0.225), RGB order.
-- 'keras' (Keras 'caffe' mode): RGB -> BGR, minus (103.939, 116.779, 123.68)
-  in BGR order, no scaling.
+- 'keras' (Keras 'caffe' mode: ResNet, VGG): RGB -> BGR, minus (103.939,
+  116.779, 123.68) in BGR order, no scaling.
+- 'tf' (Keras 'tf' mode: InceptionV3): x / 127.5 - 1, in [-1, 1], RGB order.
 
 Crops work on uint8 images before `preprocess`: `resize_center_crop` is the
 usual eval transform (host side, pillow, like torchvision's PIL path);
@@ -22,7 +23,7 @@ from PIL import Image
 
 from common.errors import UserError, unknown_name
 
-PREPROCESS_STYLES = ('torchvision', 'keras')
+PREPROCESS_STYLES = ('torchvision', 'keras', 'tf')
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -44,6 +45,8 @@ def preprocess(images: Any, style: str) -> jnp.ndarray:
   x = jnp.asarray(images).astype(jnp.float32)
   if style == 'torchvision':
     return (x / 255.0 - jnp.asarray(TORCH_MEAN)) / jnp.asarray(TORCH_STD)
+  if style == 'tf':
+    return x / 127.5 - 1.0
   return x[..., ::-1] - jnp.asarray(CAFFE_MEAN_BGR)
 
 

@@ -14,7 +14,7 @@ import shutil
 import ml_collections
 
 from common.errors import UserError
-from transfer import convert, loop
+from transfer import convert, loop, models
 from transfer.weights import PRETRAIN
 
 SOURCE = 'scikit-learn digits {classes}, {size}x{size} RGB, trained from scratch by transfer.pretrain'
@@ -69,8 +69,9 @@ def ensure_pretrained(config: ml_collections.ConfigDict, cache_dir: str) -> str:
   convert.save_converted(out, variables, {
       'arch': pcfg.model.arch, 'style': pcfg.model.style, 'include_top': True,
       'num_classes': int(variables['params']['head']['bias'].shape[0]),
-      'preprocess_style': pcfg.model.style,
+      'preprocess_style': models.preprocess_style(pcfg.model.arch, pcfg.model.style),
       'source': SOURCE.format(classes=pcfg.data.classes, size=pcfg.data.image_size),
       'image_size': pcfg.data.image_size, 'source_test_top1': summary['top1'],
+      'head': pcfg.model.head, 'head_hidden': list(pcfg.model.head_hidden),
   })
   return out

@@ -44,6 +44,7 @@ from flax import traverse_util
 
 from common.errors import UserError, unknown_name
 from common.kernels import batchnorm, conv, pool
+from transfer import heads
 
 STYLES = ('torchvision', 'keras')
 STAGE_NAMES = ('stage1', 'stage2', 'stage3', 'stage4')
@@ -200,17 +201,22 @@ class ResNet(nn.Module):
 
   Input: preprocessed images [B, H, W, 3]. Output: logits [B, num_classes]
   with the head, pooled features [B, C] without it (C = 512 for 18/34, 2048
-  otherwise).
+  otherwise). `head`, `head_hidden`, `head_dropout`: the classifier top
+  (`transfer.heads`; None is ResNet's own, global pooling and one Dense).
+  `dropout=True` turns the head's dropout on (pass rngs={'dropout': key}).
   """
   arch: str
   num_classes: int | None
   style: str = 'torchvision'
   include_top: bool = True
   dtype: Any = jnp.float32
+  head: str | None = None
+  head_hidden: tuple[int, ...] = ()
+  head_dropout: float = 0.0
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool = False,
-               capture_stages: bool = False):
+               capture_stages: bool = False, dropout: bool = False):
     spec = arch_spec(self.arch, self.style)
     s = _STYLE_SPECS[self.style]
     x = jnp.asarray(images, self.dtype)
@@ -229,30 +235,39 @@ class ResNet(nn.Module):
       x = Stage(spec.block, width, n, 1 if i == 0 else 2, self.style,
                 self.dtype, name=name)(x, train)
       stages[name] = x
-    x = jnp.mean(x, axis=(1, 2))
+    x = heads.pooled_features(x, self.head or 'global_pool')
     stages['pool'] = x
     if self.include_top:
-      x = nn.Dense(self.num_classes, kernel_init=s.head_init, dtype=self.dtype,
-                   name='head')(x)
+      x = heads.classifier(x, self.num_classes, self.head_hidden, self.head_dropout, dropout,
+                           kernel_init=s.head_init, dtype=self.dtype)
     return (x, stages) if capture_stages else x
 
 
+def check_num_classes(num_classes: Any, include_top: bool) -> int | None:
+  """`num_classes` for a model with a head (a positive int), None without one."""
+  if not include_top:
+    return None
+  if (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+      or num_classes < 1):
+    raise UserError(f'num_classes must be a positive integer when '
+                    f'include_top=True, got {num_classes!r}; pass the number '
+                    f'of classes or include_top=False')
+  return num_classes
+
+
 def create_model(arch: str, num_classes: int | None, style: str = 'torchvision',
-                 include_top: bool = True, dtype: Any = jnp.float32) -> ResNet:
+                 include_top: bool = True, dtype: Any = jnp.float32, head: str | None = None,
+                 head_hidden: tuple[int, ...] = (), head_dropout: float = 0.0) -> ResNet:
   """Returns the flax ResNet `arch` in `style` ('torchvision' or 'keras').
 
   `num_classes` sizes the Dense head and is ignored when include_top=False.
   """
   arch_spec(arch, style)
-  if include_top:
-    if (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-        or num_classes < 1):
-      raise UserError(f'num_classes must be a positive integer when '
-                      f'include_top=True, got {num_classes!r}; pass the number '
-                      f'of classes or include_top=False')
-  else:
-    num_classes = None
-  return ResNet(arch, num_classes, style, include_top, dtype)
+  num_classes = check_num_classes(num_classes, include_top)
+  if head is not None:
+    heads.check_head(head, head_hidden, head_dropout)
+  return ResNet(arch, num_classes, style, include_top, dtype, head, tuple(head_hidden),
+                float(head_dropout))
 
 
 def abstract_variables(arch: str, style: str = 'torchvision',
@@ -268,7 +283,7 @@ def abstract_variables(arch: str, style: str = 'torchvision',
   if include_top:
     return variables
   # The head is the last layer, so the notop model is the same minus 'head'.
-  params = {k: v for k, v in variables['params'].items() if k != 'head'}
+  params = {k: v for k, v in variables['params'].items() if not heads.is_top(k)}
   return {**variables, 'params': params}
 
 

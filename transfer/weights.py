@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from common.errors import UserError
-from transfer import convert, features, resnet
+from transfer import convert, features, models
 
 PRETRAIN = 'pretrain'
 
@@ -27,11 +28,11 @@ def resolve_weights(config: ml_collections.ConfigDict, path: str | None = None
   m = config.model
   path = m.weights if path is None else path
   if config.mode == 'scratch' or not path:
-    return '', m.style
+    return '', models.preprocess_style(m.arch, m.style)
   if path == PRETRAIN:
     raise UserError("model.weights='pretrain' is made by transfer.train.train_and_evaluate "
                     '(python -m launch.transfer); resolve it there or name converted weights')
-  style = m.style
+  style = models.preprocess_style(m.arch, m.style)
   if os.path.isfile(os.path.join(path, convert.METADATA_FILE)):
     meta = convert.read_metadata(path)
     style = meta.get('preprocess_style', meta.get('style', style))
@@ -39,7 +40,7 @@ def resolve_weights(config: ml_collections.ConfigDict, path: str | None = None
 
 
 @functools.lru_cache(maxsize=8)
-def _init_fn(model: resnet.ResNet, image_size: int):
+def _init_fn(model: Any, image_size: int):
   # Compiled once per model: initialising a ResNet compiles for seconds, runs in milliseconds.
   x = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
   return jax.jit(lambda key: model.init(key, x, train=False))
@@ -52,11 +53,13 @@ def _load_weights(path: str, weights_id: str, arch: str, style: str, include_top
   return jax.tree.map(np.asarray, convert.load_weights(path, arch, style, include_top=include_top))
 
 
-def init_variables(model: resnet.ResNet, config: ml_collections.ConfigDict, weights: str,
+def init_variables(model: Any, config: ml_collections.ConfigDict, weights: str,
                    key: jax.Array) -> dict:
   """Random init, then the backbone (and with include_top the head) from `weights`."""
   variables = _init_fn(model, config.data.image_size)(key)
-  variables = {'params': dict(variables['params']), 'batch_stats': variables['batch_stats']}
+  # A VGG without BatchNorm has no statistics: an empty collection keeps one state layout.
+  variables = {'params': dict(variables['params']),
+               'batch_stats': variables.get('batch_stats', {})}
   if not weights:
     return variables
   m = config.model
@@ -93,7 +96,7 @@ def check_weights(config: ml_collections.ConfigDict) -> None:
                 else convert.KERAS_SUFFIXES)
     if not path.endswith(suffixes):
       return  # loading names the suffixes this style reads
-    resnet.arch_spec(m.arch, m.style)  # an unknown arch or style is its own error
+    models.check_arch(m.arch, m.style)  # an unknown arch or style is its own error
     arch = convert.file_arch(path, m.style, m.arch)
     if arch is None:
       return  # no ResNet fits: loading lists the missing and unused tensors

@@ -84,12 +84,14 @@ class BatchNorm(nn.Module):
   epsilon: float = 1e-5
   dtype: Any = None
   affine: bool = True
+  use_scale: bool = True  # False: no 'scale' parameter, a constant 1 (Keras' scale=False)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
     if self.affine:
-      scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+      scale = (self.param('scale', nn.initializers.ones, (c,), jnp.float32) if self.use_scale
+               else jnp.ones((c,), jnp.float32))
       bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
     else:
       scale, bias = jnp.ones((c,), jnp.float32), jnp.zeros((c,), jnp.float32)

@@ -10,6 +10,7 @@ max-pools), and it has 1008 classes. Weights come from pytorch-fid's file
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Any, Sequence
@@ -54,49 +55,81 @@ class BasicConv2d(nn.Module):
     return nn.relu(x)
 
 
-def _avg_pool_3x3(x: jax.Array) -> jax.Array:
+def _avg_pool_3x3(x: jax.Array, ops: BlockOps | None = None) -> jax.Array:
   # The TF graph averages only over in-image pixels (torch: count_include_pad=False).
-  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)), count_include_pad=False)
+  include_pad = ops is not None and ops.count_include_pad
+  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)),
+                     count_include_pad=include_pad)
+
+
+def _max_pool_3x3_s2(x: jax.Array, ops: BlockOps | None = None) -> jax.Array:
+  if ops is not None and ops.max_pool is not None:
+    return ops.max_pool(x, (3, 3), (2, 2), ((0, 0), (0, 0)))
+  return nn.max_pool(x, (3, 3), strides=(2, 2))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockOps:
+  """How the Inception blocks convolve and pool when they serve another InceptionV3 than FID's
+  (`transfer.inception`: torchvision's and Keras' networks, trainable).
+
+  `conv` is called like `BasicConv2d(features, kernel, strides=, padding=, name=)` and must
+  create children 'conv' and 'bn'; `count_include_pad` counts padding in the 3x3 average pools
+  (torchvision) or not (TF, Keras, FID); `max_pool` (x, window, strides, padding) replaces
+  `nn.max_pool` when set. Blocks without ops compute the FID network.
+  """
+  conv: Any
+  count_include_pad: bool = False
+  max_pool: Any = None
+
+
+def _conv_fn(block: nn.Module):
+  if block.ops is not None:
+    return block.ops.conv
+  return functools.partial(BasicConv2d, precision=block.precision)
 
 
 class InceptionA(nn.Module):
   pool_features: int
   precision: Any = _HIGHEST
+  ops: BlockOps | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = functools.partial(BasicConv2d, precision=self.precision)
+    conv = _conv_fn(self)
     b1 = conv(64, (1, 1), name='branch1x1')(x)
     b5 = conv(48, (1, 1), name='branch5x5_1')(x)
     b5 = conv(64, (5, 5), padding=(2, 2), name='branch5x5_2')(b5)
     b3 = conv(64, (1, 1), name='branch3x3dbl_1')(x)
     b3 = conv(96, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(b3)
     b3 = conv(96, (3, 3), padding=(1, 1), name='branch3x3dbl_3')(b3)
-    bp = conv(self.pool_features, (1, 1), name='branch_pool')(_avg_pool_3x3(x))
+    bp = conv(self.pool_features, (1, 1), name='branch_pool')(_avg_pool_3x3(x, self.ops))
     return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
 class InceptionB(nn.Module):
   precision: Any = _HIGHEST
+  ops: BlockOps | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = functools.partial(BasicConv2d, precision=self.precision)
+    conv = _conv_fn(self)
     b3 = conv(384, (3, 3), strides=2, name='branch3x3')(x)
     bd = conv(64, (1, 1), name='branch3x3dbl_1')(x)
     bd = conv(96, (3, 3), padding=(1, 1), name='branch3x3dbl_2')(bd)
     bd = conv(96, (3, 3), strides=2, name='branch3x3dbl_3')(bd)
-    bp = nn.max_pool(x, (3, 3), strides=(2, 2))
+    bp = _max_pool_3x3_s2(x, self.ops)
     return jnp.concatenate([b3, bd, bp], axis=-1)
 
 
 class InceptionC(nn.Module):
   channels_7x7: int
   precision: Any = _HIGHEST
+  ops: BlockOps | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = functools.partial(BasicConv2d, precision=self.precision)
+    conv = _conv_fn(self)
     c7 = self.channels_7x7
     b1 = conv(192, (1, 1), name='branch1x1')(x)
     b7 = conv(c7, (1, 1), name='branch7x7_1')(x)
@@ -107,23 +140,24 @@ class InceptionC(nn.Module):
     bd = conv(c7, (1, 7), padding=(0, 3), name='branch7x7dbl_3')(bd)
     bd = conv(c7, (7, 1), padding=(3, 0), name='branch7x7dbl_4')(bd)
     bd = conv(192, (1, 7), padding=(0, 3), name='branch7x7dbl_5')(bd)
-    bp = conv(192, (1, 1), name='branch_pool')(_avg_pool_3x3(x))
+    bp = conv(192, (1, 1), name='branch_pool')(_avg_pool_3x3(x, self.ops))
     return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
 class InceptionD(nn.Module):
   precision: Any = _HIGHEST
+  ops: BlockOps | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = functools.partial(BasicConv2d, precision=self.precision)
+    conv = _conv_fn(self)
     b3 = conv(192, (1, 1), name='branch3x3_1')(x)
     b3 = conv(320, (3, 3), strides=2, name='branch3x3_2')(b3)
     b7 = conv(192, (1, 1), name='branch7x7x3_1')(x)
     b7 = conv(192, (1, 7), padding=(0, 3), name='branch7x7x3_2')(b7)
     b7 = conv(192, (7, 1), padding=(3, 0), name='branch7x7x3_3')(b7)
     b7 = conv(192, (3, 3), strides=2, name='branch7x7x3_4')(b7)
-    bp = nn.max_pool(x, (3, 3), strides=(2, 2))
+    bp = _max_pool_3x3_s2(x, self.ops)
     return jnp.concatenate([b3, b7, bp], axis=-1)
 
 
@@ -131,10 +165,11 @@ class InceptionE(nn.Module):
   """Mixed_7b (pool='avg', padding excluded) and Mixed_7c (pool='max', a TF graph quirk)."""
   pool: str
   precision: Any = _HIGHEST
+  ops: BlockOps | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = functools.partial(BasicConv2d, precision=self.precision)
+    conv = _conv_fn(self)
     b1 = conv(320, (1, 1), name='branch1x1')(x)
     b3 = conv(384, (1, 1), name='branch3x3_1')(x)
     b3 = jnp.concatenate([conv(384, (1, 3), padding=(0, 1), name='branch3x3_2a')(b3),
@@ -144,7 +179,7 @@ class InceptionE(nn.Module):
     bd = jnp.concatenate([conv(384, (1, 3), padding=(0, 1), name='branch3x3dbl_3a')(bd),
                           conv(384, (3, 1), padding=(1, 0), name='branch3x3dbl_3b')(bd)], axis=-1)
     if self.pool == 'avg':
-      pooled = _avg_pool_3x3(x)
+      pooled = _avg_pool_3x3(x, self.ops)
     else:
       pooled = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
     bp = conv(192, (1, 1), name='branch_pool')(pooled)

@@ -1,8 +1,9 @@
-"""Keras reference ResNets for the parity tests, and their tolerance check.
+"""Keras reference networks for the parity tests, and their tolerance check.
 
 - `keras_resnet`: keras.applications ResNet50/101/152 on the JAX backend, with
   random weights and random BatchNorm running statistics, so a conversion that
   mixes up BN tensors cannot pass by accident.
+- `keras_backbone`: keras.applications VGG16/VGG19/InceptionV3, randomised alike.
 - `write_keras_legacy_h5`: a model's weights in the published files' layout.
 
 The torch references (torchvision-layout ResNet) are in `common.torch_reference`.
@@ -56,6 +57,40 @@ def keras_resnet(arch: str, num_classes: int, size: int, seed: int):
       kernel, bias = layer.get_weights()
       layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape)])
   return model
+
+
+def randomize_keras(model, seed: int):
+  """Random biases and BatchNorm parameters/statistics (a BatchNorm without scale has 3)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  for layer in model.layers:
+    weights = layer.get_weights()
+    if isinstance(layer, keras.layers.BatchNormalization):
+      c = weights[0].shape[0]
+      new = [rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c), rng.normal(0, 0.1, c),
+             rng.uniform(0.5, 1.5, c)]
+      layer.set_weights(new[-len(weights):])
+    elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and len(weights) == 2:
+      layer.set_weights([weights[0], rng.normal(0, 0.1, weights[1].shape)])
+  return model
+
+
+def keras_backbone(arch: str, num_classes: int, size: int, include_top: bool, seed: int):
+  """keras.applications VGG16/VGG19/InceptionV3 (logits head) with random weights and stats."""
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)
+  build = {'vgg16': keras.applications.VGG16, 'vgg19': keras.applications.VGG19,
+           'inception_v3': keras.applications.InceptionV3}[arch]
+  model = build(weights=None, include_top=include_top, classes=num_classes,
+                input_shape=(size, size, 3), classifier_activation=None)
+  return randomize_keras(model, seed)
+
+
+def keras_outputs(model, images_nhwc: np.ndarray, names: list[str]) -> list[np.ndarray]:
+  """The outputs of `model`'s layers `names` for `images_nhwc`."""
+  import keras  # pylint: disable=g-import-not-at-top
+  probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+  return [np.asarray(o) for o in probe(images_nhwc, training=False)]
 
 
 def keras_forward(model, images_nhwc: np.ndarray, arch: str):

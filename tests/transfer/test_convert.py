@@ -247,7 +247,7 @@ def test_wrapped_checkpoint_is_unwrapped(tmp_path, r18):
     (lambda p: convert.from_torchvision(p / 'x.bin', 'resnet18'),
      'must be .pth'),
     (lambda p: convert.from_torchvision(p / 'x.pth', 'resnet99'),
-     'unknown ResNet architecture'),
+     "unknown architecture 'resnet99'; choose one of: inception_v3, "),
 ])
 def test_bad_arguments(tmp_path, call, match):
   (tmp_path / 'x.bin').write_bytes(b'x')

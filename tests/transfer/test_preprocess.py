@@ -27,7 +27,7 @@ def _smooth_uint8(h, w, seed=0):
 
 
 @pytest.mark.parametrize('style, keras_mode', [('torchvision', 'torch'),
-                                               ('keras', 'caffe')])
+                                               ('keras', 'caffe'), ('tf', 'tf')])
 def test_matches_keras_imagenet_utils(style, keras_mode):
   from keras.applications import imagenet_utils  # pylint: disable=g-import-not-at-top
   images = _uint8_images((2, 8, 10, 3))
@@ -59,7 +59,7 @@ def test_rejects_non_uint8_nhwc(images, found):
 
 def test_rejects_unknown_style():
   with pytest.raises(UserError, match="unknown preprocessing style 'caffe'; "
-                                      "choose one of: keras, torchvision"):
+                                      "choose one of: keras, tf, torchvision"):
     transfer.preprocess(_uint8_images((1, 4, 4, 3)), 'caffe')
 
 

@@ -17,23 +17,39 @@ HELP = {
     'data.train_split': 'TFDS: the training split (default: the dataset\'s train split)',
     'data.test_split': 'TFDS: the test split (default: test, else validation)',
     'data.classes': 'digits: the classes to use, e.g. 5-9',
+    'data.class_subset': "folder/TFDS: classes kept, '' (all) | names or index ranges, e.g. 0-9",
+    'data.val_fraction': '> 0: part of each training class held out for validation (model '
+                         'selection, early stopping); the test split is scored once, at the end',
     'data.image_size': 'side of the square images the network sees',
     'data.resize_size': 'side of the stored training images (augment crops image_size from it)',
     'data.augment': 'random resized crop and horizontal flip on device',
     'data.crop_scale': 'augment: smallest crop area fraction',
+    'data.rotation_range': 'Keras-style augmentation: random rotation up to this many degrees',
+    'data.width_shift_range': 'Keras-style augmentation: random shift up to this width fraction',
+    'data.height_shift_range': 'Keras-style augmentation: random shift up to this height fraction',
+    'data.zoom_range': 'Keras-style augmentation: random zoom in [1 - z, 1 + z]',
+    'data.brightness_range': "Keras-style augmentation: (low, high) brightness factor; () off",
+    'data.horizontal_flip': 'Keras-style augmentation: random left-right flips',
+    'data.vertical_flip': 'Keras-style augmentation: random up-down flips',
     'data.train_per_class': '> 0: keep this many labelled training images per class',
     'data.test_fraction': 'digits/folder without a test set: part of each class held out',
     'data.test_limit': '> 0: evaluate on at most this many test images',
     'data.batch_size': 'global training batch (divisible by the device count)',
     'data.eval_batch_size': 'batch for evaluation and feature extraction',
-    'model.arch': 'resnet18 | resnet34 | resnet50 | resnet101 | resnet152',
-    'model.style': 'torchvision (ResNet v1.5) | keras (keras.applications ResNet v1)',
+    'model.arch': 'resnet18 | resnet34 | resnet50 | resnet101 | resnet152 | vgg16 | vgg19 | '
+                  'vgg16_bn | vgg19_bn | inception_v3 (torchvision\'s names)',
+    'model.style': 'torchvision | keras: whose layout and initialisation the model follows',
     'model.weights': "'' (random init) | converted directory | .pth/.safetensors/.h5 file | "
                      "'pretrain' (the digits 0-4 source model made here)",
     'model.include_top': "keep the weights' classifier (its class count must match the data)",
+    'model.head': 'new head: global_pool (mean over H, W) | flatten (the feature map, as VGG)',
+    'model.head_hidden': 'new head: widths of hidden Dense+ReLU layers, e.g. (4096, 1072)',
+    'model.head_dropout': 'new head: dropout rate before its last layer (training only)',
     'freeze.rules': '((regex, label), ...) over parameter paths replacing the mode\'s rules; '
-                    'labels: frozen, trainable, head, backbone, stem, stage1..stage4',
-    'freeze.trainable_stages': 'partial: the top k ResNet stages trained (1-4)',
+                    'labels: frozen, trainable, head, backbone or a part of the arch (stem, '
+                    'stage1..4; block1..5; mixed0..10)',
+    'freeze.trainable_stages': 'partial: the top k parts trained (ResNet stages 1-4, VGG blocks '
+                               '1-5, InceptionV3 stem+mixed 1-12)',
     'freeze.backbone_lr_mult': 'backbone learning rate = this x optim.lr',
     'freeze.layer_decay': '< 1: each stage further from the head gets this factor more',
     'freeze.bn_train': 'fine-tuning re-estimates BatchNorm statistics (train mode)',
@@ -51,7 +67,12 @@ HELP = {
     'train.head_epochs': 'epochs of head-only phases (feature_extraction, two_phase\'s first)',
     'train.two_phase_lr_scale': "two_phase: phase two runs at optim.lr x this",
     'train.log_every': 'steps between metrics.jsonl rows',
-    'train.eval_every': 'steps between test evaluations (0: at the end only)',
+    'train.eval_every': 'steps between evaluations: of validation with data.val_fraction (0: '
+                        'every epoch), else of test (0: at the end only)',
+    'train.select': 'validation metric that picks the weights tested at the end: val_top1 | '
+                    'val_loss (with data.val_fraction)',
+    'train.patience': '> 0: stop a phase after this many evaluations without improvement',
+    'train.min_delta': 'smallest change of train.select that counts as an improvement',
     'train.checkpoint': 'keep checkpoints (resume after an interruption)',
     'train.checkpoint_every': 'steps between checkpoints (0: at the end only)',
     'train.keep_checkpoints': 'checkpoints kept (the newest)',
@@ -74,6 +95,8 @@ HELP = {
     'ablation.modes': 'non-empty: run every mode x seed and write a results table',
     'ablation.seeds': 'ablation: seeds per mode (seed, seed+1, ...)',
     'ablation.linear_probe': 'ablation: add a scikit-learn linear probe on frozen features',
+    'ablation.archs': 'non-empty: compare these backbones (each mode x seed, each from its own '
+                      'pretrain source), e.g. (resnet18, vgg16, inception_v3)',
 }
 
 
@@ -84,10 +107,14 @@ def base_config() -> ml_collections.ConfigDict:
   # Train records are resize_size squares cropped on device when augment, else image_size centre
   # crops like the test ones.
   c.data = dict(name='digits', path='', test_path='', data_dir='', train_split='', test_split='',
-                classes='5-9', image_size=224, resize_size=256, augment=True, crop_scale=0.08,
-                train_per_class=0,
+                classes='5-9', class_subset='', image_size=224, resize_size=256, augment=True,
+                crop_scale=0.08,
+                rotation_range=0.0, width_shift_range=0.0, height_shift_range=0.0,
+                zoom_range=0.0, brightness_range=(), horizontal_flip=False, vertical_flip=False,
+                train_per_class=0, val_fraction=0.0,
                 test_fraction=0.2, test_limit=0, batch_size=32, eval_batch_size=64)
-  c.model = dict(arch='resnet50', style='torchvision', weights='', include_top=False)
+  c.model = dict(arch='resnet50', style='torchvision', weights='', include_top=False,
+                 head='global_pool', head_hidden=(), head_dropout=0.0)
   c.freeze = dict(rules=(), trainable_stages=1, backbone_lr_mult=0.1, layer_decay=1.0,
                   bn_train=False)
   c.optim = dict(name='adamw', lr=1e-3, head_lr=1e-2, weight_decay=1e-4,
@@ -96,12 +123,13 @@ def base_config() -> ml_collections.ConfigDict:
   # steps_per_call: XLA:CPU faults in a fresh scratch buffer for every call, so a chunk of steps
   # pays that once (docs/performance.md).
   c.train = dict(epochs=10, head_epochs=10, two_phase_lr_scale=0.1, log_every=10, eval_every=0,
+                 select='val_top1', patience=0, min_delta=0.0,
                  checkpoint=True, checkpoint_every=0, keep_checkpoints=2, steps_per_call=10)
   c.guard = dict(max_abs_loss=1e5)
   c.features = dict(cache=True, dir='', steps_per_call=100)
   c.pretrain = dict(dir='', classes='0-4', epochs=15, batch_size=64, lr=2e-3, train_per_class=0,
                     test_fraction=0.2, augment=False, crop_scale=0.5, weight_decay=1e-4)
-  c.ablation = dict(modes=(), seeds=5, linear_probe=True)
+  c.ablation = dict(modes=(), seeds=5, linear_probe=True, archs=())
   return c
 
 

@@ -13,14 +13,26 @@ over 5 seeds (plus a scikit-learn linear probe on the frozen features):
 ARG may name one mode instead, for a single run: `digits.py:fine_tune`,
 `digits.py:partial,quick`. The 8x8 digits are upsampled to 16x16 RGB, small enough
 for a CPU; larger inputs add no information to 8x8 images.
+
+`digits.py:backbones` compares ResNet-18, VGG16 and InceptionV3, each pretrained here on
+digits 0-4 and adapted to 5-9 (scratch vs feature extraction vs fine-tuning, 3 seeds), in one
+table and plot. Each run holds out 2 of its 10 labelled images per class for validation and is
+tested with the weights selected on them. Inputs are 32 px (InceptionV3: 75 px, its minimum):
+
+  python -m launch.transfer --config=transfer/configs/digits.py:backbones --workdir=runs/backbones
 """
 from transfer.configs.base import base_config, parse_arg
 
 ABLATION = ('scratch', 'feature_extraction', 'fine_tune', 'two_phase', 'linear_probe')
 
 
+BACKBONES = ('resnet18', 'vgg16', 'inception_v3')
+
+
 def get_config(arg=None):
   mode, quick = parse_arg(arg, ('ablation',))
+  if mode == 'backbones':
+    return backbones_config(quick)
   c = base_config()
   c.mode = 'fine_tune' if mode == 'ablation' else mode
   c.data.update(name='digits', classes='5-9', image_size=16, augment=False, train_per_class=5,
@@ -40,4 +52,21 @@ def get_config(arg=None):
     c.train.update(epochs=2, head_epochs=10, log_every=2)
     c.pretrain.update(epochs=1, train_per_class=20, augment=False)
     c.ablation.seeds = 2
+  return c
+
+
+def backbones_config(quick: bool = False):
+  """ResNet-18 vs VGG16 vs InceptionV3 on digits, validation-selected (see the docstring)."""
+  c = get_config('ablation')
+  c.data.update(image_size=32, train_per_class=10, val_fraction=0.2, test_limit=500,
+                batch_size=20, eval_batch_size=100)
+  c.train.update(epochs=15, head_epochs=60, log_every=10)
+  c.pretrain.update(epochs=4, lr=1e-3)
+  c.ablation.update(archs=BACKBONES, modes=('scratch', 'feature_extraction', 'fine_tune'),
+                    seeds=3)
+  if quick:
+    c.data.update(test_limit=50, eval_batch_size=50)
+    c.train.update(epochs=1, head_epochs=2, log_every=1)
+    c.pretrain.update(epochs=1, train_per_class=10, augment=False)
+    c.ablation.seeds = 1
   return c

@@ -1,146 +1,16 @@
-"""Independent torch implementations of networks this project ports, the references its parity
-tests and benchmarks compare against.
+"""InceptionV3 in torch, NCHW throughout with torch's own interpolate and pooling semantics.
 
-- `TorchResNet` / `torch_resnet`: a plain torch.nn ResNet written from the torchvision v1.5
-  description (stride on the bottleneck's 3x3 conv), with torchvision's state_dict names (conv1,
-  bn1, layer1.0.conv1, layer1.0.downsample.0, fc). torchvision itself is not a dependency.
-- `TorchFIDInception` / `random_fid_inception`: pytorch-fid's FID InceptionV3, NCHW throughout
-  with torch's own interpolate and pooling semantics; state_dict keys are those of pytorch-fid's
-  `pt_inception-2015-12-05-6726825d.pth`.
-
-Both come with random weights and random BatchNorm running statistics, so a conversion that
-mixes up BatchNorm tensors cannot pass by accident. torch is imported at the top: only tests and
-benchmarks import this module (torch is in the `[torch]` extra, not a core dependency).
+- `TorchFIDInception` / `random_fid_inception`: pytorch-fid's FID InceptionV3; state_dict keys
+  are those of pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`.
+- `TorchInceptionV3` / `torch_inception_v3`: torchvision's `inception_v3` (average pools that
+  count padding, both last blocks average-pooling, `transform_input`, the auxiliary classifier
+  `AuxLogits`), with torchvision's state_dict names.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-# Stage names of `TorchResNet.forward`'s dict (and of the flax ResNet's captured stages).
-STAGE_KEYS = ('stem', 'stage1', 'stage2', 'stage3', 'stage4', 'pool')
-
-
-# --- ResNet (torchvision layout) ---------------------------------------------------------------
-
-
-class TorchBasicBlock(nn.Module):
-  expansion = 1
-
-  def __init__(self, in_ch: int, width: int, stride: int):
-    super().__init__()
-    self.conv1 = nn.Conv2d(in_ch, width, 3, stride, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(width)
-    self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(width)
-    self.downsample = None
-    if stride != 1 or in_ch != width:
-      self.downsample = nn.Sequential(
-          nn.Conv2d(in_ch, width, 1, stride, bias=False), nn.BatchNorm2d(width))
-
-  def forward(self, x):
-    y = torch.relu(self.bn1(self.conv1(x)))
-    y = self.bn2(self.conv2(y))
-    identity = x if self.downsample is None else self.downsample(x)
-    return torch.relu(y + identity)
-
-
-class TorchBottleneck(nn.Module):
-  expansion = 4
-
-  def __init__(self, in_ch: int, width: int, stride: int):
-    super().__init__()
-    out_ch = width * 4
-    self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(width)
-    self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(width)
-    self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
-    self.bn3 = nn.BatchNorm2d(out_ch)
-    self.downsample = None
-    if stride != 1 or in_ch != out_ch:
-      self.downsample = nn.Sequential(
-          nn.Conv2d(in_ch, out_ch, 1, stride, bias=False),
-          nn.BatchNorm2d(out_ch))
-
-  def forward(self, x):
-    y = torch.relu(self.bn1(self.conv1(x)))
-    y = torch.relu(self.bn2(self.conv2(y)))
-    y = self.bn3(self.conv3(y))
-    identity = x if self.downsample is None else self.downsample(x)
-    return torch.relu(y + identity)
-
-
-TORCH_DEPTHS = {
-    'resnet18': (TorchBasicBlock, (2, 2, 2, 2)),
-    'resnet34': (TorchBasicBlock, (3, 4, 6, 3)),
-    'resnet50': (TorchBottleneck, (3, 4, 6, 3)),
-    'resnet101': (TorchBottleneck, (3, 4, 23, 3)),
-    'resnet152': (TorchBottleneck, (3, 8, 36, 3)),
-}
-
-
-class TorchResNet(nn.Module):
-  """Takes NCHW input; `forward` returns (logits, {stage name: NHWC array})."""
-
-  def __init__(self, arch: str, num_classes: int):
-    super().__init__()
-    block, depths = TORCH_DEPTHS[arch]
-    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-    self.bn1 = nn.BatchNorm2d(64)
-    self.maxpool = nn.MaxPool2d(3, 2, 1)
-    in_ch = 64
-    for i, (width, n) in enumerate(zip((64, 128, 256, 512), depths)):
-      blocks = []
-      for b in range(n):
-        stride = 2 if (b == 0 and i > 0) else 1
-        blocks.append(block(in_ch, width, stride))
-        in_ch = width * block.expansion
-      setattr(self, f'layer{i + 1}', nn.Sequential(*blocks))
-    self.fc = nn.Linear(in_ch, num_classes)
-
-  def forward(self, x, stages: bool = True):
-    """With `stages=False` the dict is empty (no host copies, as a timed forward wants)."""
-    out = {}
-
-    def keep(name, t):
-      if stages:
-        out[name] = t.detach().cpu().numpy()
-
-    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-    keep('stem', x.permute(0, 2, 3, 1))
-    for i in range(1, 5):
-      x = getattr(self, f'layer{i}')(x)
-      keep(f'stage{i}', x.permute(0, 2, 3, 1))
-    x = x.mean(dim=(2, 3))
-    keep('pool', x)
-    return self.fc(x), out
-
-
-def torch_resnet(arch: str, num_classes: int, seed: int) -> TorchResNet:
-  """Eval-mode reference with random weights and BN statistics."""
-  torch.manual_seed(seed)
-  model = TorchResNet(arch, num_classes)
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, nn.BatchNorm2d):
-        m.weight.uniform_(0.5, 1.5)
-        m.bias.normal_(0.0, 0.1)
-        m.running_mean.normal_(0.0, 0.1)
-        m.running_var.uniform_(0.5, 1.5)
-  return model.eval()
-
-
-def torch_forward(model: TorchResNet, images_nhwc: np.ndarray):
-  """(logits [B, K], stages) for NHWC numpy images."""
-  with torch.no_grad():
-    logits, stages = model(torch.from_numpy(images_nhwc).permute(0, 3, 1, 2))
-  return logits.numpy(), stages
-
-
-# --- FID InceptionV3 (pytorch-fid layout) ------------------------------------------------------
 
 
 class BasicConv2d(nn.Module):
@@ -154,14 +24,16 @@ class BasicConv2d(nn.Module):
     return F.relu(self.bn(self.conv(x)))
 
 
-def _avg3(x):
-  return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+def _avg3(x, include_pad: bool = False):
+  """3x3 stride-1 average pool; the TF graph (FID) excludes padding, torchvision counts it."""
+  return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=include_pad)
 
 
 class InceptionA(nn.Module):
 
-  def __init__(self, cin: int, pool_features: int):
+  def __init__(self, cin: int, pool_features: int, include_pad: bool = False):
     super().__init__()
+    self.include_pad = include_pad
     self.branch1x1 = BasicConv2d(cin, 64, kernel_size=1)
     self.branch5x5_1 = BasicConv2d(cin, 48, kernel_size=1)
     self.branch5x5_2 = BasicConv2d(48, 64, kernel_size=5, padding=2)
@@ -175,7 +47,7 @@ class InceptionA(nn.Module):
         self.branch1x1(x),
         self.branch5x5_2(self.branch5x5_1(x)),
         self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-        self.branch_pool(_avg3(x)),
+        self.branch_pool(_avg3(x, self.include_pad)),
     ], 1)
 
 
@@ -198,8 +70,9 @@ class InceptionB(nn.Module):
 
 class InceptionC(nn.Module):
 
-  def __init__(self, cin: int, c7: int):
+  def __init__(self, cin: int, c7: int, include_pad: bool = False):
     super().__init__()
+    self.include_pad = include_pad
     self.branch1x1 = BasicConv2d(cin, 192, kernel_size=1)
     self.branch7x7_1 = BasicConv2d(cin, c7, kernel_size=1)
     self.branch7x7_2 = BasicConv2d(c7, c7, kernel_size=(1, 7), padding=(0, 3))
@@ -217,7 +90,7 @@ class InceptionC(nn.Module):
     for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
                   self.branch7x7dbl_5):
       bd = layer(bd)
-    return torch.cat([self.branch1x1(x), b7, bd, self.branch_pool(_avg3(x))], 1)
+    return torch.cat([self.branch1x1(x), b7, bd, self.branch_pool(_avg3(x, self.include_pad))], 1)
 
 
 class InceptionD(nn.Module):
@@ -242,9 +115,10 @@ class InceptionD(nn.Module):
 
 class InceptionE(nn.Module):
 
-  def __init__(self, cin: int, pool: str):
+  def __init__(self, cin: int, pool: str, include_pad: bool = False):
     super().__init__()
     self.pool = pool
+    self.include_pad = include_pad
     self.branch1x1 = BasicConv2d(cin, 320, kernel_size=1)
     self.branch3x3_1 = BasicConv2d(cin, 384, kernel_size=1)
     self.branch3x3_2a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
@@ -261,7 +135,7 @@ class InceptionE(nn.Module):
     bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
     bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
     if self.pool == 'avg':
-      pooled = _avg3(x)
+      pooled = _avg3(x, self.include_pad)
     else:
       pooled = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
     return torch.cat([self.branch1x1(x), b3, bd, self.branch_pool(pooled)], 1)
@@ -311,8 +185,13 @@ def random_fid_inception(seed: int = 0) -> TorchFIDInception:
   He-scaled convolutions and BN statistics near identity keep activations O(1) through the 94
   layers, so a relative comparison of the features is meaningful.
   """
+  return randomize(TorchFIDInception(), seed)
+
+
+def randomize(model: nn.Module, seed: int) -> nn.Module:
+  """`model` in eval mode with He-scaled random convs, random BatchNorm parameters and running
+  statistics near identity, and random Linear layers (weights / sqrt(fan_in), biases N(0, 1))."""
   gen = torch.Generator().manual_seed(seed)
-  model = TorchFIDInception()
   with torch.no_grad():
     for m in model.modules():
       if isinstance(m, nn.Conv2d):
@@ -328,3 +207,84 @@ def random_fid_inception(seed: int = 0) -> TorchFIDInception:
         m.weight.copy_(torch.randn(m.weight.shape, generator=gen) / m.in_features ** 0.5)
         m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
   return model.eval()
+
+
+# --- torchvision's inception_v3 ----------------------------------------------------------------
+
+
+class InceptionAux(nn.Module):
+  """torchvision's auxiliary classifier on Mixed_6e: [B, 768, 17, 17] -> [B, classes]."""
+
+  def __init__(self, cin: int, num_classes: int):
+    super().__init__()
+    self.conv0 = BasicConv2d(cin, 128, kernel_size=1)
+    self.conv1 = BasicConv2d(128, 768, kernel_size=5)
+    self.fc = nn.Linear(768, num_classes)
+
+  def forward(self, x):
+    x = self.conv1(self.conv0(F.avg_pool2d(x, kernel_size=5, stride=3)))
+    return self.fc(F.adaptive_avg_pool2d(x, (1, 1)).flatten(1))
+
+
+class TorchInceptionV3(nn.Module):
+  """torchvision's inception_v3: NCHW ImageNet-normalised input -> (logits, {stage: NHWC}).
+
+  Stages: 'stem' (after the second max pool), 'mixed0'..'mixed10' and 'pool' [B, 2048]. In
+  training mode `forward` also runs AuxLogits, as torchvision does (its output is dropped).
+  """
+
+  def __init__(self, num_classes: int, transform_input: bool = True, aux_logits: bool = True):
+    super().__init__()
+    self.transform_input = transform_input
+    self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
+    self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
+    self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
+    self.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
+    self.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
+    self.Mixed_5b = InceptionA(192, 32, include_pad=True)
+    self.Mixed_5c = InceptionA(256, 64, include_pad=True)
+    self.Mixed_5d = InceptionA(288, 64, include_pad=True)
+    self.Mixed_6a = InceptionB(288)
+    self.Mixed_6b = InceptionC(768, 128, include_pad=True)
+    self.Mixed_6c = InceptionC(768, 160, include_pad=True)
+    self.Mixed_6d = InceptionC(768, 160, include_pad=True)
+    self.Mixed_6e = InceptionC(768, 192, include_pad=True)
+    self.AuxLogits = InceptionAux(768, num_classes) if aux_logits else None
+    self.Mixed_7a = InceptionD(768)
+    self.Mixed_7b = InceptionE(1280, 'avg', include_pad=True)
+    self.Mixed_7c = InceptionE(2048, 'avg', include_pad=True)
+    self.dropout = nn.Dropout(0.5)
+    self.fc = nn.Linear(2048, num_classes)
+
+  def forward(self, x, stages: bool = True):
+    out = {}
+
+    def keep(name, t):
+      if stages:
+        out[name] = t.detach().permute(0, 2, 3, 1).numpy() if t.ndim == 4 else t.detach().numpy()
+
+    if self.transform_input:
+      mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+      x = torch.cat([x[:, i:i + 1] * (std[i] / 0.5) + (mean[i] - 0.5) / 0.5 for i in range(3)],
+                    1)
+    x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+    x = F.max_pool2d(x, kernel_size=3, stride=2)
+    x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
+    x = F.max_pool2d(x, kernel_size=3, stride=2)
+    keep('stem', x)
+    names = ('Mixed_5b', 'Mixed_5c', 'Mixed_5d', 'Mixed_6a', 'Mixed_6b', 'Mixed_6c', 'Mixed_6d',
+             'Mixed_6e', 'Mixed_7a', 'Mixed_7b', 'Mixed_7c')
+    for i, name in enumerate(names):
+      x = getattr(self, name)(x)
+      keep(f'mixed{i}', x)
+      if name == 'Mixed_6e' and self.training and self.AuxLogits is not None:
+        self.AuxLogits(x)
+    pool = F.adaptive_avg_pool2d(x, (1, 1)).flatten(1)
+    keep('pool', pool)
+    return self.fc(self.dropout(pool)), out
+
+
+def torch_inception_v3(num_classes: int, seed: int, transform_input: bool = True
+                       ) -> TorchInceptionV3:
+  """torchvision's inception_v3 in eval mode with random weights and BatchNorm statistics."""
+  return randomize(TorchInceptionV3(num_classes, transform_input), seed)
