@@ -48,11 +48,6 @@ RESNET_PARTS = (('stem', '^stem_'), *((s, f'^{s}/') for s in STAGES))
 _NO_DECAY = '|no_decay'
 
 
-def _head_rule(parts: Sequence[tuple[str, str]]) -> str:
-  # ResNet has no hidden top layers by default; its rule stays the plain one.
-  return '^head/' if parts == RESNET_PARTS else heads.TOP_PATTERN
-
-
 def part_multipliers(parts: Sequence[tuple[str, str]], backbone_lr_mult: float,
                      layer_decay: float) -> dict[str, float]:
   """{part: backbone_lr_mult * layer_decay ** distance}, distance 1 for the last part."""
@@ -78,7 +73,7 @@ def mode_rules(mode: str, *, trainable_stages: int = 1, backbone_lr_mult: float 
   if mode not in MODES or mode == 'two_phase':
     raise unknown_name('single-phase mode', mode, [m for m in MODES if m != 'two_phase'])
   parts = tuple(tuple(p) for p in parts)
-  head = _head_rule(parts)
+  head = heads.TOP_PATTERN  # the head and any hidden layers of the classifier top
   if mode == 'scratch':
     return [('.*', 'trainable')], {'trainable': 1.0}
   if mode == 'feature_extraction':

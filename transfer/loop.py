@@ -73,6 +73,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'freeze.trainable_stages must be in 1..{n} for {m.arch} (its parts: '
                     f'{", ".join(p for p, _ in parts)}), got {f.trainable_stages}')
   heads.check_head(m.head, m.head_hidden, m.head_dropout)
+  if m.include_top and (m.arch, m.style) in (('vgg16', 'keras'), ('vgg19', 'keras')) and (
+      config.data.image_size != 224):
+    raise UserError(f"model.include_top=True keeps Keras' {m.arch} classifier, which takes 224 px "
+                    f'images only; set data.image_size=224 or model.include_top=False')
   if m.include_top and (m.head != 'global_pool' or tuple(m.head_hidden) or m.head_dropout):
     raise UserError("model.include_top=True keeps the weights' own classifier; model.head, "
                     'head_hidden and head_dropout shape a new one: leave them at their defaults '
@@ -149,8 +153,10 @@ def _evaluate(ctx: _Context, state: dict, backbone_unchanged: bool, split: str =
     logits = distributed.to_host(steps_lib.head_fn()(heads.top_params(state['params']), feats))
   else:
     fn = features.sharded_forward(ctx.model, ctx.style, ctx.mesh)
-    logits, labels = evaluate.predict(lambda x: fn(variables, x)[0], source,
-                                      ctx.config.data.eval_batch_size)
+    batch = ctx.config.data.eval_batch_size
+    if split == 'val':  # a small split evaluated often: no padding to a large batch
+      batch = min(batch, len(source))
+    logits, labels = evaluate.predict(lambda x: fn(variables, x)[0], source, batch)
   return evaluate.classification_metrics(logits, labels, ctx.data.num_classes)
 
 

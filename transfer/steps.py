@@ -181,7 +181,8 @@ def phase_fns(spec: StepSpec) -> PhaseFns:
     def loss_fn(tr):
       stats = state['batch_stats']
       if spec.cached:
-        top = traverse_util.unflatten_dict({k: v for k, v in tr.items() if heads.is_top(k[0])})
+        top = traverse_util.unflatten_dict({k: v for k, v in {**frozen, **tr}.items()
+                                            if heads.is_top(k[0])})
         logits = heads.head_logits(top, x, rate, dropout.get('dropout'))
       else:
         variables = {'params': freeze.merge(tr, frozen), 'batch_stats': stats}
