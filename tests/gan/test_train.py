@@ -357,8 +357,8 @@ def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real_init(self, *args, **kwargs)
     inner = self.train_chunk
 
-    def chunk(state, batches, k):
-      state, metrics = inner(state, batches, k)
+    def chunk(state, batches, k, *rest):
+      state, metrics = inner(state, batches, k, *rest)
       calls.append(k)
       if len(calls) == 3:
         metrics = {**metrics, 'loss_g': metrics['loss_g'] * jnp.nan}
