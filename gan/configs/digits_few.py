@@ -17,10 +17,10 @@ def get_config(arg=None):
     raise unknown_name('digits_few augmentation', name, AUGMENTS)
   c = base_config()
   c.data.update(name='digits', subset=180, batch_size=64)
-  c.model.update(name='dcgan', features=32, noise_dim=64, noise='gaussian')
+  c.model.update(name='dcgan', features=64, noise_dim=64, noise='gaussian')
   c.augment.update(name=name, ada_target=0.6, ada_kimg=20.0)
   c.loss.name = 'ns'
-  c.optim.update(g_lr=2e-4, d_lr=2e-4, b1=0.5)
+  c.optim.update(g_lr=1e-3, d_lr=1e-3, b1=0.5, schedule='linear')
   c.train.update(steps=2000, ema_decay=0.999, rounds_per_call=100, log_every=100,
                  eval_every=2000, checkpoint_every=2000)
   c.eval.update(grid_size=100, num_samples=2000, metrics=('fid',), fid_every=2000)

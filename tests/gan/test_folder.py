@@ -140,7 +140,7 @@ def test_conditional_folders_need_matching_classes(class_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_sngan_trains_on_a_folder_and_resumes(class_folder, tmp_path):
+def test_conditional_sngan_with_diffaugment_trains_on_a_folder(class_folder, tmp_path):
   from gan import train
   config = _gan_config(class_folder, ['model.num_classes=2', 'augment.name=diffaug'])
   summary = train.train_and_evaluate(config, str(tmp_path / 'run'))
