@@ -41,14 +41,14 @@ from jax.sharding import Mesh
 from common import sharding
 from common.config import load_config
 from transfer import data as data_lib, freeze, resnet, steps, weights
-steps, batch, out_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n_steps, batch, out_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 config = load_config('transfer/configs/digits.py:fine_tune,quick', ['data.train_per_class=8'])
-records = data_lib.load_data(config.data, seed=0).train.gather(np.arange(steps * batch))
-local = {k: records[k].reshape(steps, batch, *records[k].shape[1:]) for k in ('image', 'label')}
+records = data_lib.load_data(config.data, seed=0).train.gather(np.arange(n_steps * batch))
+local = {k: records[k].reshape(n_steps, batch, *records[k].shape[1:]) for k in ('image', 'label')}
 model = resnet.create_model('resnet18', 5)
 variables = jax.device_get(weights.init_variables(model, config, '', jax.random.key(0)))
 rules, mults = freeze.mode_rules('fine_tune', backbone_lr_mult=1.0)
-hp = {'step0': np.int32(0), 'start': np.int32(0), 'steps': np.float32(steps),
+hp = {'step0': np.int32(0), 'start': np.int32(0), 'steps': np.float32(n_steps),
       'lr': np.float32(0.01), 'warmup': np.float32(0), 'cosine': np.bool_(False),
       'linear': np.bool_(False), 'key': jax.random.key(0)}
 out = {}
