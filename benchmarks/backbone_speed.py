@@ -148,7 +148,8 @@ def rss_child(arch: str, args) -> None:
   from transfer import create_model, steps, weights
   model = create_model(arch, args.num_classes)
   fns = steps.phase_fns(_spec(model, arch, 224))
-  state = rs._jax_state(fns, weights._init_fn(model, 224)(jax.random.key(0)))
+  variables = {'batch_stats': {}, **weights._init_fn(model, 224)(jax.random.key(0))}
+  state = rs._jax_state(fns, variables)  # VGG16 has no BatchNorm statistics
   rng = np.random.default_rng(0)
   for _ in range(2):  # the first call compiles
     batch = rs._random_batches(rng, args.steps_per_call, 32, 224, args.num_classes)
