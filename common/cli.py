@@ -1,19 +1,31 @@
-"""Shared plumbing of the `launch.*` entry points: flags, help, one-line errors, exit codes."""
+"""Shared plumbing of the `launch.*` entry points: flags, help, one-line errors, exit codes.
+
+Exit codes of every `launch.*` command:
+  0   done.
+  2   bad input, or no space left on the device: one line on stderr says what to do.
+  75  stopped early, nothing lost (EX_TEMPFAIL): SIGTERM or SIGINT (preemption, scancel, Ctrl-C)
+      stopped the run after saving a checkpoint; rerun the same command (all processes) to
+      resume. Schedulers may requeue on it.
+"""
 from __future__ import annotations
 
 import ast
 import os
 import sys
+import traceback
 from typing import Callable, Mapping
 
 from absl import flags
 
+from common import preemption
 from common.config import define_config_flag, flatten_config, parse_config_flags, \
     resolve_config_spec
+from common.diskspace import disk_full_message
 from common.errors import UserError
+from common.workdir import lock_workdir, saved_steps, unlock_all
 
 HELP_FLAGS = ('-h', '--help', '--helpfull')
-_workdir: str | None = None  # the run's workdir, named in the Ctrl-C message
+_workdir: str | None = None  # the run's workdir, named when a run stops early
 
 
 def enable_compile_cache() -> None:
@@ -33,33 +45,85 @@ def enable_compile_cache() -> None:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
-def note_workdir(workdir: str) -> None:
-  """Remember the run's workdir, so an interruption can say where it resumes from."""
+def note_workdir(workdir: str | None) -> None:
+  """Remember the run's workdir, so an early stop can say where the rerun resumes (None: the
+  command is not one run, e.g. a sweep); an existing workdir is locked now (on process 0), so
+  a second launch on a busy one stops before any work."""
   global _workdir
   _workdir = workdir
+  if workdir and os.path.isdir(workdir):
+    from common import distributed
+    if distributed.is_main():
+      lock_workdir(workdir)
+
+
+def resume_note(all_processes: bool = False) -> str:
+  """Where rerunning the same command resumes the noted workdir's run."""
+  rerun = 'rerun all processes' if all_processes else 'rerun the same command'
+  if _workdir is None:
+    return f'{rerun} to resume: finished work is kept'
+  steps = saved_steps(_workdir)
+  if steps:
+    return f'{rerun} to resume from the checkpoint at step {steps[-1]}'
+  return 'no checkpoint yet, so rerunning starts over'
 
 
 def interrupted_message() -> str:
-  ckpt_dir = os.path.join(_workdir, 'checkpoints') if _workdir else ''
-  steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if (
-      ckpt_dir and os.path.isdir(ckpt_dir)) else []
-  if steps:
-    return (f'interrupted; rerun the same command to resume from the checkpoint at step '
-            f'{steps[-1]}')
-  return 'interrupted before the first checkpoint; rerunning the same command starts over'
+  if _workdir is not None and not saved_steps(_workdir):
+    return 'interrupted before the first checkpoint; rerunning the same command starts over'
+  return f'interrupted; {resume_note()}'
 
 
 def main_guard(fn: Callable[[], object]) -> None:
-  """Run `fn`; a UserError becomes `error: ...` on stderr and exit code 2, no traceback."""
+  """Run `fn` as a command, with the exit codes in this module's docstring: a UserError or a
+  full disk becomes `error: ...` on stderr and exit code 2; SIGTERM/SIGINT stop it with exit
+  code 75 (a training loop saves a checkpoint first, `common.preemption`). No traceback but
+  for a bug. In a multi-process run a process that stops on its own exits without waiting for
+  the others."""
   enable_compile_cache()
-  try:
-    fn()
-  except UserError as e:
-    sys.stderr.write(f'error: {e}\n')
-    sys.exit(2)
-  except KeyboardInterrupt:
-    sys.stderr.write(interrupted_message() + '\n')
-    sys.exit(130)
+  agreed = False  # a stop every process of the run takes together
+  with preemption.installed():
+    try:
+      fn()
+      return
+    except UserError as e:
+      message, code = f'error: {e}', 2
+    except preemption.Preempted as e:
+      message, code, agreed = str(e), preemption.EXIT_PREEMPTED, True
+    except KeyboardInterrupt:
+      message, code = interrupted_message(), preemption.EXIT_PREEMPTED
+    except Exception as e:
+      full = disk_full_message(e, _workdir)
+      if full is None:
+        _unexpected()
+        raise
+      message, code = f'error: {full}', 2
+    finally:
+      unlock_all()
+  sys.stderr.write(message + '\n')
+  _exit(code, agreed)
+
+
+def _exit(code: int, agreed: bool) -> None:
+  """sys.exit; but a process leaving a multi-process run on its own skips JAX's exit-time
+  shutdown, which would wait minutes for processes blocked in a collective with it."""
+  if not agreed and _multi_process():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+  sys.exit(code)
+
+
+def _multi_process() -> bool:
+  return 'jax' in sys.modules and sys.modules['jax'].distributed.is_initialized()
+
+
+def _unexpected() -> None:
+  """A bug: in a multi-process run, the traceback and exit code 1 without waiting for the other
+  processes."""
+  if _multi_process():
+    traceback.print_exc()
+    _exit(1, agreed=False)
 
 
 def wants_help(argv: list[str]) -> bool:

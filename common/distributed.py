@@ -44,7 +44,7 @@ def initialize() -> None:
     with _deadline(timeout, "the cluster's processes did not all join the distributed runtime "
                    f'within {timeout}s; check that every process was started, or raise '
                    f'{_TIMEOUT_ENV}'):
-      jax.distributed.initialize(initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
+      _join(initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
     return
   if not given:
     return
@@ -65,9 +65,16 @@ def initialize() -> None:
                  f'(it was told JAX_NUM_PROCESSES={n}); start every process with the same '
                  'JAX_NUM_PROCESSES and a distinct JAX_PROCESS_ID, or raise '
                  f'{_TIMEOUT_ENV} if they start far apart'):
-    jax.distributed.initialize(address, n, pid,
-                               initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
+    _join(address, n, pid, initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
   check_process_count(n, timeout)
+
+
+def _join(*args, **kwargs) -> None:
+  """`jax.distributed.initialize`, with JAX's own SIGTERM handler (its preemption service)
+  left out: `common.preemption` handles the signal, and all processes agree on the stop in
+  `common.loop.Run.checkpoint`."""
+  jax.config.update('jax_enable_preemption_service', False)
+  jax.distributed.initialize(*args, **kwargs)
 
 
 def simulated_cpu_devices() -> int:
@@ -97,16 +104,19 @@ def widen_cpu_thread_pool() -> None:
 
 def init_timeout() -> int:
   """Seconds to wait for all processes to join: `ADVCNN_INIT_TIMEOUT`, default 60."""
-  value = os.environ.get(_TIMEOUT_ENV, '')
+  return _seconds(_TIMEOUT_ENV)
+
+
+def _seconds(name: str) -> int:
+  value = os.environ.get(name, '')
   if not value:
     return _DEFAULT_TIMEOUT_S
   try:
     timeout = int(value)
   except ValueError:
     timeout = 0
-  if timeout < 1:
-    raise UserError(f'{_TIMEOUT_ENV}={value} is not a positive whole number of seconds; '
-                    f'e.g. {_TIMEOUT_ENV}=300')
+  if not 1 <= timeout <= 10**6:
+    raise UserError(f'{name}={value} is not a positive whole number of seconds; e.g. {name}=300')
   return timeout
 
 
@@ -159,6 +169,15 @@ def check_process_count(declared: int, timeout: int) -> None:
 
 def is_main() -> bool:
   return jax.process_index() == 0
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is True on any process: in a multi-process run a collective that every
+  process must call at the same point of the program; free in a single-process run."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
 def barrier(name: str) -> None:

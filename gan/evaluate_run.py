@@ -14,7 +14,7 @@ from common import rng as rng_lib
 from common import sharding
 from common.checkpoint import Checkpointer
 from common.errors import UserError
-from common.workdir import read_config
+from common.workdir import lock_workdir, read_config
 from common.writers import MetricWriter
 from gan import images
 from gan.configs.base import base_config
@@ -55,6 +55,8 @@ def evaluate_workdir(workdir: str, metrics: str | list[str] | None = None,
   """Metrics of the EMA generator in `workdir`'s latest checkpoint, appended to metrics.jsonl
   (with the checkpoint's step) and merged into summary.json. Returns (step, results)."""
   config = load_run_config(workdir)
+  if distributed.is_main():
+    lock_workdir(workdir)  # not while a run (or another evaluation) writes it
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(ckpt_dir) or not any(d.isdigit() for d in os.listdir(ckpt_dir)):
     raise UserError(f'{workdir} has no checkpoints; train it first (python -m launch.gan '

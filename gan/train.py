@@ -96,6 +96,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   everys = (t.log_every, t.eval_every, t.checkpoint_every,
             config.eval.fid_every if evaluator.metrics else 0)
   last_eval, js_at_max = {}, 0
+  meta = lambda: {'data': gdata.iterator.get_state()} if gdata.iterator is not None else {}
   while run.step < total:
     step = run.step
     k = min(t.rounds_per_call, steps_to_boundary(step, total, *everys))
@@ -117,8 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if config.guard.js_patience and js_at_max >= config.guard.js_patience:
         run.diverged(f'JS divergence stayed at its ln 2 maximum for {js_at_max} evaluations '
                      f'(up to round {run.step})', ADVICE)
-    if run.is_due(t.checkpoint_every):
-      run.save(state, {'data': gdata.iterator.get_state()} if gdata.iterator is not None else {})
+    run.checkpoint(state, meta, due=run.is_due(t.checkpoint_every))
   evaluator.finish(history)
   rate = run.throughput.rate()
   summary = {'step': run.step, **last_eval, **evaluator.floor(last_eval),

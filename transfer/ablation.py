@@ -21,7 +21,7 @@ from common import distributed
 from common import rng as rng_lib
 from common.errors import UserError, unknown_name
 from common.loop import prepare
-from common.writers import FIGURE_DPI, MetricWriter
+from common.writers import MetricWriter, save_figure
 from transfer import data as data_lib
 from transfer import features, freeze, loop, pretrain, resnet
 from transfer import weights as weights_lib
@@ -165,8 +165,7 @@ def _bar_plot(path: str, table: list[dict], config: ml_collections.ConfigDict) -
   n = max(r['n_seeds'] for r in table)
   ax.set_title(f'{config.model.arch} on {config.data.name}: mean ± std over {n} seeds')
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=FIGURE_DPI)
+  save_figure(path, fig)
   plt.close(fig)
 
 

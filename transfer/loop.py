@@ -191,8 +191,8 @@ def _train_phase(run: Run, ctx: _Context, i: int, state: dict, meta: dict,
       ctx.window = []
     if run.step < run.total and is_due(run.step, t.eval_every):
       run.write(_test_row(_evaluate(ctx, state, all(ctx.cached[:i + 1]))))
-    if run.is_due(t.checkpoint_every):
-      run.save(state, {'phase': i, 'data': it.get_state(), 'window': ctx.window})
+    run.checkpoint(state, lambda: {'phase': i, 'data': it.get_state(), 'window': ctx.window},
+                   due=run.is_due(t.checkpoint_every))
   return state
 
 
