@@ -4,8 +4,8 @@ Exit codes of every `launch.*` command:
   0   done.
   2   bad input, or no space left on the device: one line on stderr says what to do.
   75  stopped early, nothing lost (EX_TEMPFAIL): SIGTERM or SIGINT (preemption, scancel, Ctrl-C)
-      stopped the run after saving a checkpoint; rerun the same command (all processes) to
-      resume. Schedulers may requeue on it.
+      stopped the run after saving a checkpoint, or a process of a multi-process run was lost;
+      rerun the same command (all processes) to resume. Schedulers may requeue on it.
 """
 from __future__ import annotations
 
@@ -79,17 +79,19 @@ def main_guard(fn: Callable[[], object]) -> None:
   full disk becomes `error: ...` on stderr and exit code 2; SIGTERM/SIGINT stop it with exit
   code 75 (a training loop saves a checkpoint first, `common.preemption`). No traceback but
   for a bug. In a multi-process run a process that stops on its own exits without waiting for
-  the others."""
+  the others, which then stop within ADVCNN_PEER_TIMEOUT (`common.distributed`)."""
   enable_compile_cache()
   agreed = False  # a stop every process of the run takes together
   with preemption.installed():
     try:
       fn()
+      _finished()
       return
     except UserError as e:
       message, code = f'error: {e}', 2
     except preemption.Preempted as e:
       message, code, agreed = str(e), preemption.EXIT_PREEMPTED, True
+      _finished()
     except KeyboardInterrupt:
       message, code = interrupted_message(), preemption.EXIT_PREEMPTED
     except Exception as e:
@@ -106,7 +108,8 @@ def main_guard(fn: Callable[[], object]) -> None:
 
 def _exit(code: int, agreed: bool) -> None:
   """sys.exit; but a process leaving a multi-process run on its own skips JAX's exit-time
-  shutdown, which would wait minutes for processes blocked in a collective with it."""
+  shutdown, which would wait minutes for processes blocked in a collective with it: they see it
+  gone and stop within ADVCNN_PEER_TIMEOUT."""
   if not agreed and _multi_process():
     sys.stdout.flush()
     sys.stderr.flush()
@@ -114,14 +117,23 @@ def _exit(code: int, agreed: bool) -> None:
   sys.exit(code)
 
 
+def _finished() -> None:
+  """Tell the other processes of a multi-process run that this one ends as planned."""
+  if _multi_process():
+    from common import distributed
+    distributed.finished()
+
+
 def _multi_process() -> bool:
   return 'jax' in sys.modules and sys.modules['jax'].distributed.is_initialized()
 
 
 def _unexpected() -> None:
-  """A bug: in a multi-process run, the traceback and exit code 1 without waiting for the other
-  processes."""
+  """A bug (or a collective broken by a lost process, which the runtime reports in time): in a
+  multi-process run, the traceback and exit code 1 without waiting for the other processes."""
   if _multi_process():
+    from common import distributed
+    distributed.await_lost_process()
     traceback.print_exc()
     _exit(1, agreed=False)
 

@@ -8,9 +8,10 @@ workdir resumes it. `--config=gan/configs/toy2d.py:ring8 --help` shows that conf
 
 A run keeps its workdir to itself (WORKDIR/.lock): a second launch on it stops at once, naming
 the holder. SIGTERM or SIGINT (preemption, scancel, Ctrl-C) ends the chunk of steps in progress,
-saves a checkpoint there and prints 'preempted at step N'; the same command resumes it.
-Exit codes: 0 done; 2 bad input or no space left on the device (one line on stderr); 75
-stopped early by a signal, nothing lost: rerun to resume (requeue on it).
+saves a checkpoint there and prints 'preempted at step N'; the same command resumes it. In a
+multi-process run a lost process stops the others within ADVCNN_PEER_TIMEOUT seconds (default
+60). Exit codes: 0 done; 2 bad input or no space left on the device (one line on stderr);
+75 stopped early, nothing lost (a signal or a lost process): rerun to resume (requeue on it).
 """
 import sys
 
