@@ -45,6 +45,8 @@ def run_config(config: ml_collections.ConfigDict, mode: str, seed: int, weights:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  if config.mode not in freeze.MODES:  # each run sets its own; a typo is still a typo
+    raise unknown_name('mode', config.mode, freeze.MODES)
   a = config.ablation
   for mode in a.modes:
     if mode not in ABLATION_MODES:
