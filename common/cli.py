@@ -1,19 +1,31 @@
-"""Shared plumbing of the `launch.*` entry points: flags, help, one-line errors, exit codes."""
+"""Shared plumbing of the `launch.*` entry points: flags, help, one-line errors, exit codes.
+
+Exit codes of every `launch.*` command:
+  0   done.
+  2   bad input, or no space left on the device: one line on stderr says what to do.
+  75  stopped early, nothing lost (EX_TEMPFAIL): SIGTERM or SIGINT (preemption, scancel, Ctrl-C)
+      stopped the run after saving a checkpoint, or a process of a multi-process run was lost;
+      rerun the same command (all processes) to resume. Schedulers may requeue on it.
+"""
 from __future__ import annotations
 
 import ast
 import os
 import sys
+import traceback
 from typing import Callable, Mapping
 
 from absl import flags
 
+from common import preemption
 from common.config import define_config_flag, flatten_config, parse_config_flags, \
     resolve_config_spec
+from common.diskspace import disk_full_message
 from common.errors import UserError
+from common import workdir as workdir_lib
+from common.workdir import lock_workdir, resume_note, saved_steps, unlock_all
 
 HELP_FLAGS = ('-h', '--help', '--helpfull')
-_workdir: str | None = None  # the run's workdir, named in the Ctrl-C message
 
 
 def enable_compile_cache() -> None:
@@ -33,39 +45,89 @@ def enable_compile_cache() -> None:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
-def note_workdir(workdir: str) -> None:
-  """Remember the run's workdir, so an interruption can say where it resumes from."""
-  global _workdir
-  _workdir = workdir
+def note_workdir(workdir: str | None) -> None:
+  """Remember the run's workdir, so an early stop can say where the rerun resumes (None: the
+  command is not one run, e.g. a sweep); an existing workdir is locked now (on process 0), so
+  a second launch on a busy one stops before any work."""
+  workdir_lib.note_current(workdir)
+  if workdir and os.path.isdir(workdir):
+    from common import distributed
+    if distributed.is_main():
+      lock_workdir(workdir)
 
 
 def interrupted_message() -> str:
-  if not _workdir:
-    return 'interrupted; rerun the same command to resume where it stopped'
-  ckpt_dir = os.path.join(_workdir, 'checkpoints')
-  steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit()) if (
-      ckpt_dir and os.path.isdir(ckpt_dir)) else []
-  if steps:
-    return (f'interrupted; rerun the same command to resume from the checkpoint at step '
-            f'{steps[-1]}')
-  return 'interrupted before the first checkpoint; rerunning the same command starts over'
+  workdir = workdir_lib.current()
+  if workdir is not None and not saved_steps(workdir):
+    return 'interrupted before the first checkpoint; rerunning the same command starts over'
+  return f'interrupted; {resume_note()}'
 
 
 def main_guard(fn: Callable[[], object]) -> None:
-  """Run `fn`; a UserError becomes `error: ...` on stderr and exit code 2, no traceback."""
+  """Run `fn` as a command, with the exit codes in this module's docstring: a UserError or a
+  full disk becomes `error: ...` on stderr and exit code 2; SIGTERM/SIGINT stop it with exit
+  code 75 (a training loop saves a checkpoint first, `common.preemption`). No traceback but
+  for a bug. In a multi-process run a process that stops on its own exits without waiting for
+  the others, which then stop within ADVCNN_PEER_TIMEOUT (`common.distributed`)."""
   enable_compile_cache()
-  try:
-    fn()
-  except UserError as e:
-    sys.stderr.write(f'error: {e}\n')
-    sys.exit(2)
-  except KeyboardInterrupt:
-    sys.stderr.write(interrupted_message() + '\n')
+  agreed = False  # a stop every process of the run takes together
+  at_once = False  # leave without the interpreter's shutdown
+  with preemption.installed():
+    try:
+      fn()
+      _finished()
+      return
+    except UserError as e:
+      message, code = f'error: {e}', 2
+    except preemption.Preempted as e:
+      message, code, agreed = str(e), preemption.EXIT_PREEMPTED, True
+      _finished()
+    except KeyboardInterrupt:
+      # Straight out: worker threads still waiting at interpreter shutdown would turn a second
+      # Ctrl-C into a traceback. Checkpoints are written synchronously, so nothing is lost.
+      message, code, at_once = interrupted_message(), preemption.EXIT_PREEMPTED, True
+    except Exception as e:
+      full = disk_full_message(e, workdir_lib.current())
+      if full is None:
+        _unexpected()
+        raise
+      message, code = f'error: {full}', 2
+    finally:
+      unlock_all()
+  sys.stderr.write(message + '\n')
+  _exit(code, agreed, at_once)
+
+
+def _exit(code: int, agreed: bool, at_once: bool = False) -> None:
+  """sys.exit; but a process leaving a multi-process run on its own skips JAX's exit-time
+  shutdown, which would wait minutes for processes blocked in a collective with it: they see it
+  gone and stop within ADVCNN_PEER_TIMEOUT."""
+  if at_once or (not agreed and _multi_process()):
     sys.stdout.flush()
     sys.stderr.flush()
-    # Straight out: worker threads still waiting at interpreter shutdown would turn a second
-    # Ctrl-C into a traceback. Checkpoints are written synchronously, so nothing is lost.
-    os._exit(130)
+    os._exit(code)
+  sys.exit(code)
+
+
+def _finished() -> None:
+  """Tell the other processes of a multi-process run that this one ends as planned."""
+  if _multi_process():
+    from common import distributed
+    distributed.finished()
+
+
+def _multi_process() -> bool:
+  return 'jax' in sys.modules and sys.modules['jax'].distributed.is_initialized()
+
+
+def _unexpected() -> None:
+  """A bug (or a collective broken by a lost process, which the runtime reports in time): in a
+  multi-process run, the traceback and exit code 1 without waiting for the other processes."""
+  if _multi_process():
+    from common import distributed
+    distributed.await_lost_process()
+    traceback.print_exc()
+    _exit(1, agreed=False)
 
 
 def wants_help(argv: list[str]) -> bool:

@@ -12,6 +12,14 @@ than were started. After joining, every process publishes its
 `JAX_NUM_PROCESSES` through the runtime's key-value store and all compare,
 because JAX accepts a process that was told of more processes than process 0
 was (and reports process 0's count) without complaint.
+
+A process that dies or stops answering mid-run (its heartbeats, published every second in the
+runtime's key-value store, stop for `ADVCNN_PEER_TIMEOUT` seconds, default 60) stops every other
+process with one line naming it and exit code 75 (`common.preemption.EXIT_PREEMPTED`): the last
+good checkpoint is kept, and rerunning all processes resumes from it. JAX alone would abort them
+with a C++ stack trace after 100 s, or leave them waiting in a collective. One case stays JAX's:
+when process 0, which hosts the runtime, is killed, JAX ends the others at once with its own
+message ('another task died').
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import os
 import re
 import sys
 import threading
+import time
 
 import jax
 import numpy as np
@@ -28,6 +37,7 @@ from common.errors import UserError
 
 _ENV = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
 _TIMEOUT_ENV = 'ADVCNN_INIT_TIMEOUT'
+_PEER_TIMEOUT_ENV = 'ADVCNN_PEER_TIMEOUT'
 _NPROC_ENV = 'NPROC'  # read by XLA:CPU for its thread pools' size (default: the core count)
 _DEFAULT_TIMEOUT_S = 60
 # JAX's own deadline comes this much later than ours, so ours (a one-line error,
@@ -44,7 +54,9 @@ def initialize() -> None:
     with _deadline(timeout, "the cluster's processes did not all join the distributed runtime "
                    f'within {timeout}s; check that every process was started, or raise '
                    f'{_TIMEOUT_ENV}'):
-      jax.distributed.initialize(initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
+      _join(initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
+    if jax.process_count() > 1:
+      _watch_peers(peer_timeout())
     return
   if not given:
     return
@@ -65,9 +77,116 @@ def initialize() -> None:
                  f'(it was told JAX_NUM_PROCESSES={n}); start every process with the same '
                  'JAX_NUM_PROCESSES and a distinct JAX_PROCESS_ID, or raise '
                  f'{_TIMEOUT_ENV} if they start far apart'):
-    jax.distributed.initialize(address, n, pid,
-                               initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
+    _join(address, n, pid, initialization_timeout=timeout + _JAX_TIMEOUT_MARGIN_S)
   check_process_count(n, timeout)
+  if n > 1:
+    _watch_peers(peer_timeout())
+
+
+def _join(*args, **kwargs) -> None:
+  """`jax.distributed.initialize` for our own watch of the processes (`_watch_peers`): JAX's,
+  which aborts the others with a C++ stack trace once a process misses its heartbeats, comes
+  only a margin after ours; and JAX's own SIGTERM handler (its preemption service) is left out:
+  `common.preemption` handles the signal, and all processes agree on the stop in
+  `common.loop.Run.checkpoint`."""
+  jax.config.update('jax_enable_preemption_service', False)
+  jax.distributed.initialize(
+      *args, heartbeat_timeout_seconds=peer_timeout() + _JAX_TIMEOUT_MARGIN_S, **kwargs)
+
+
+_HEARTBEAT_S = 1.0
+_ALIVE = 'advcnn/alive/'
+_DONE = 'done'
+_lost = threading.Event()  # set once a lost process has been reported
+_done = threading.Event()  # set once this process has finished its part
+
+
+def _watch_peers(timeout: int) -> None:
+  """Start two daemon threads. One publishes this process's heartbeat (a counter in the
+  runtime's key-value store) every second and reads everyone else's; the other stops this
+  process (`_stop_for_lost`) when a peer's counter has not moved for `timeout` seconds, or when
+  this process has not reached the store for that long (process 0, which hosts it, is gone).
+  They are threads of their own because the main thread may be blocked in a collective."""
+  from jax._src import distributed as jax_distributed  # the runtime's client, as orbax uses it
+  client = jax_distributed.global_state.client
+  me, n = jax.process_index(), jax.process_count()
+  now = time.monotonic()
+  seen = {pid: (None, now) for pid in range(n) if pid != me}  # last value, when it changed
+  reached = [now]
+
+  def beat():
+    count = 0
+    while not _done.is_set():
+      count += 1
+      try:
+        client.key_value_set(f'{_ALIVE}{me}', str(count), allow_overwrite=True)
+        values = {k.rsplit('/', 1)[-1]: v for k, v in client.key_value_dir_get(_ALIVE)}
+      except Exception:  # the runtime's own error type: the store is unreachable for now
+        time.sleep(_HEARTBEAT_S)
+        continue
+      t = time.monotonic()
+      reached[0] = t
+      for pid, (value, _) in list(seen.items()):
+        new = values.get(str(pid))
+        if new == _DONE:
+          seen.pop(pid)
+        elif new != value:
+          seen[pid] = (new, t)
+      time.sleep(_HEARTBEAT_S)
+
+  def judge():
+    last = time.monotonic()
+    while not _done.is_set():
+      time.sleep(_HEARTBEAT_S)
+      t = time.monotonic()
+      if t - last > 5 * _HEARTBEAT_S:  # this process itself was held up: judge afresh
+        reached[0] = t
+        for pid, (value, _) in list(seen.items()):
+          seen[pid] = (value, t)
+      last = t
+      stale = sorted(pid for pid, (_, since) in list(seen.items()) if t - since > timeout)
+      if stale:
+        _stop_for_lost(('process ' if len(stale) == 1 else 'processes ')
+                       + ', '.join(map(str, stale)), timeout)
+      elif t - reached[0] > timeout:
+        _stop_for_lost('process 0 (which hosts the distributed runtime)', timeout)
+
+  for target in (beat, judge):
+    threading.Thread(target=target, daemon=True, name=f'peer-{target.__name__}').start()
+
+
+def _stop_for_lost(who: str, timeout: int) -> None:
+  """One line naming the lost process(es), then exit code 75 at once (the others are gone or
+  stuck: waiting for them, as a normal exit does, would hang)."""
+  from common import preemption
+  from common.workdir import resume_note
+  _lost.set()
+  me, n = jax.process_index(), jax.process_count()
+  sys.stdout.flush()
+  sys.stderr.write(f'error: {who} of this {n}-process run died or stopped answering (no '
+                   f'heartbeat for {timeout}s, {_PEER_TIMEOUT_ENV}); process {me} stops too; '
+                   f'{resume_note(all_processes=True)}\n')
+  sys.stderr.flush()
+  os._exit(preemption.EXIT_PREEMPTED)
+
+
+def finished() -> None:
+  """This process has finished its part of the run (or stops with the others): its peers stop
+  watching it, since its heartbeats end when it exits."""
+  if jax.distributed.is_initialized() and not _done.is_set():
+    _done.set()
+    from jax._src import distributed as jax_distributed
+    with contextlib.suppress(Exception):
+      jax_distributed.global_state.client.key_value_set(
+          f'{_ALIVE}{jax.process_index()}', _DONE, allow_overwrite=True)
+
+
+def await_lost_process() -> None:
+  """In a multi-process run, give the watch (`_watch_peers`) time to report a lost process
+  (which ends this one) before an error from a collective is shown: a dead peer breaks the
+  collective at once, but counts as lost only when its heartbeats have stopped for long."""
+  if jax.distributed.is_initialized() and not _done.is_set():
+    _lost.wait(peer_timeout() + 5 * _HEARTBEAT_S)
 
 
 def simulated_cpu_devices() -> int:
@@ -97,16 +216,25 @@ def widen_cpu_thread_pool() -> None:
 
 def init_timeout() -> int:
   """Seconds to wait for all processes to join: `ADVCNN_INIT_TIMEOUT`, default 60."""
-  value = os.environ.get(_TIMEOUT_ENV, '')
+  return _seconds(_TIMEOUT_ENV)
+
+
+def peer_timeout() -> int:
+  """Seconds without a heartbeat after which a process counts as lost: `ADVCNN_PEER_TIMEOUT`,
+  default 60."""
+  return _seconds(_PEER_TIMEOUT_ENV)
+
+
+def _seconds(name: str) -> int:
+  value = os.environ.get(name, '')
   if not value:
     return _DEFAULT_TIMEOUT_S
   try:
     timeout = int(value)
   except ValueError:
     timeout = 0
-  if timeout < 1:
-    raise UserError(f'{_TIMEOUT_ENV}={value} is not a positive whole number of seconds; '
-                    f'e.g. {_TIMEOUT_ENV}=300')
+  if not 1 <= timeout <= 10**6:
+    raise UserError(f'{name}={value} is not a positive whole number of seconds; e.g. {name}=300')
   return timeout
 
 
@@ -159,6 +287,15 @@ def check_process_count(declared: int, timeout: int) -> None:
 
 def is_main() -> bool:
   return jax.process_index() == 0
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is True on any process: in a multi-process run a collective that every
+  process must call at the same point of the program; free in a single-process run."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
 def barrier(name: str) -> None:

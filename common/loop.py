@@ -6,7 +6,7 @@ cross-process barrier), restoring the latest checkpoint or returning the finishe
 deciding when a step is due for logging, evaluation or a checkpoint (`is_due`,
 `steps_to_boundary`: they depend on the step alone, so a resumed run replays the chunks of an
 uninterrupted one), metrics and progress, throughput timing without compilation, the finite-loss
-check, and the summary.
+check, the summary, and stopping cleanly on SIGTERM/SIGINT (`checkpoint`, `common.preemption`).
 """
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ import contextlib
 import json
 import os
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import ml_collections
 import numpy as np
 
-from common import distributed
+from common import distributed, preemption
 from common.checkpoint import Checkpointer
 from common.errors import UserError
 from common.progress import Progress
-from common.workdir import prepare_workdir
+from common.workdir import prepare_workdir, unlock_workdir
 from common.writers import MetricWriter
 
 
@@ -96,8 +96,12 @@ class Run:
     run = Run(workdir, config, total, keep=3, desc='gan', unit='round')
     state, meta, finished = run.restore(state)   # finished: the summary of a completed run
     run.start()
-    while run.step < total: ... run.advance(k, metrics); run.is_due(every) ...
+    while run.step < total:
+      ... run.advance(k, metrics); run.is_due(every) ...
+      run.checkpoint(state, lambda: meta, due=run.is_due(checkpoint_every))
     run.finish(summary)
+
+  The workdir is locked (`common.workdir.lock_workdir`) from construction to `close`.
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict, total: int, *,
@@ -109,6 +113,8 @@ class Run:
     self.throughput = Throughput()
     self.writer: MetricWriter | None = None
     self.progress: Progress | None = None
+    self._deferring = False  # a stop signal waits for the next chunk boundary
+    self._closed = False
 
   def restore(self, state: Any) -> tuple[Any, dict, dict | None]:
     """(state, checkpoint meta, None), restored from the latest checkpoint if there is one; or,
@@ -130,6 +136,9 @@ class Run:
     self.writer = MetricWriter(self.workdir, start_step=self.step, enabled=main)
     self.progress = Progress(self.total, initial=self.step, desc=self.desc, unit=self.unit,
                              enabled=main)
+    if self.step < self.total:
+      preemption.defer()
+      self._deferring = True
 
   def is_due(self, every: int, end: int | None = None) -> bool:
     return is_due(self.step, every, self.total if end is None else end)
@@ -168,6 +177,35 @@ class Run:
     if self.ckpt is not None:
       self.ckpt.save(self.step, state, meta)
 
+  def checkpoint(self, state: Any, meta: Callable[[], dict], due: bool) -> None:
+    """The end of a chunk: save (with `meta()`) when `due`, or when SIGTERM/SIGINT asked the run
+    to stop, and then end the run with `Preempted`. Every process of a multi-process run must
+    call it at the same steps: they agree on the stop with one small collective."""
+    stop = distributed.any_process(preemption.requested())
+    if due or stop:
+      self.save(state, meta())
+    if self.step >= self.total:
+      self._end_deferral()  # a signal from here on stops at once (the rerun resumes from here)
+    if stop:
+      self._preempted()
+
+  def _end_deferral(self) -> None:
+    if self._deferring:
+      preemption.undefer()
+      self._deferring = False
+
+  def _preempted(self) -> None:
+    """Close the run and raise Preempted, saying where a rerun resumes."""
+    self.progress.close()
+    self.close()
+    sig = preemption.signal_name()
+    if self.ckpt is None:
+      raise preemption.Preempted(
+          f'preempted at step {self.step} ({sig}); this run keeps no checkpoints '
+          '(train.checkpoint=False), so rerunning the same command starts it over')
+    raise preemption.Preempted(f'preempted at step {self.step} ({sig}): checkpoint saved; rerun '
+                               f'the same command to resume from step {self.step}')
+
   def finish(self, summary: dict) -> dict:
     """Writes summary.json (on the main process) and closes the run; returns the summary."""
     self.progress.close()
@@ -176,7 +214,13 @@ class Run:
     return summary
 
   def close(self) -> None:
+    if self._closed:
+      return
+    self._closed = True
+    self._end_deferral()
     if self.writer is not None:
       self.writer.close()
     if self.ckpt is not None:
       self.ckpt.close()
+    if distributed.is_main():
+      unlock_workdir(self.workdir)

@@ -6,11 +6,13 @@ SPEC is whitespace-separated `field=values` terms; values are comma-separated
 (`executor='local'`) or inside a submitit job (`'slurm'`, `'submitit_local'`), so
 a crash in one point is recorded and the others go on; a point whose
 `summary.json` exists is skipped, and an interrupted one resumes from its
-checkpoints when the sweep is run again. A point whose loss became NaN/inf is
-"diverged": listed apart, never averaged into the table.
+checkpoints when the sweep is run again. Stopping the sweep (SIGTERM, SIGINT) stops
+its local points the same way, each with a checkpoint, and cancels its submitit jobs. A
+point whose loss became NaN/inf is "diverged": listed apart, never averaged into the table.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import json
@@ -113,13 +115,36 @@ def _die_with_parent():
     pass
 
 
+_children: set[subprocess.Popen] = set()  # points running as subprocesses of this process
+_children_lock = threading.Lock()
+
+
 def run_command(cmd: list[str], workdir: str) -> int:
   """Run one point's command with its stderr in WORKDIR/stderr.log; returns the exit code.
   Module-level so that submitit jobs can pickle it by name."""
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'stderr.log'), 'w') as err:
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_die_with_parent)
-  return proc.returncode
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                            preexec_fn=_die_with_parent)
+    with _children_lock:
+      _children.add(proc)
+    try:
+      return proc.wait()
+    finally:
+      with _children_lock:
+        _children.discard(proc)
+
+
+def stop_children() -> None:
+  """Forward a stop to the points running here (SIGTERM: each saves a checkpoint at the end of
+  its chunk, `common.preemption`) and wait until they have exited."""
+  with _children_lock:
+    procs = list(_children)
+  for proc in procs:
+    with contextlib.suppress(ProcessLookupError):
+      proc.send_signal(signal.SIGTERM)
+  for proc in procs:
+    proc.wait()
 
 
 def _read_summary(workdir: str) -> dict | None:
@@ -275,7 +300,7 @@ def _run_points(todo: list[int], cmds: list[list[str]], dirs: list[str], log: Sw
       t = time.monotonic()
       rc = run_command(cmds[i], dirs[i])
       log.end(i, outcome_of(dirs[i], rc), time.monotonic() - t)
-    _run_pool(todo, run_one, parallel, log)
+    _run_pool(todo, run_one, parallel, log, stop_children)
     return
   ex = submitit_executor(executor, folder, slurm)
   live = {}

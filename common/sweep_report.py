@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from common.writers import FIGURE_DPI
+from common.writers import save_figure
 
 _NOT_METRICS = ('step', 'rounds_per_sec')
 
@@ -119,6 +119,6 @@ def plot(workdir: str, fields: list[str], metric: str, rows: list[dict]) -> str 
   ax.margins(y=0.15)
   fig.tight_layout()
   path = os.path.join(workdir, f'results_{re.sub(r"[^A-Za-z0-9._-]", "_", metric)}.png')
-  fig.savefig(path, dpi=FIGURE_DPI)
+  save_figure(path, fig)
   plt.close(fig)
   return path

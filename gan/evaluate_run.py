@@ -12,6 +12,7 @@ import ml_collections
 from common import distributed
 from common import rng as rng_lib
 from common.errors import UserError
+from common.workdir import lock_workdir
 from common.writers import MetricWriter
 from gan import images
 from gan.evaluation import (METRICS, Context, check_metrics, compute_metrics,
@@ -37,6 +38,8 @@ def evaluate_workdir(workdir: str, metrics: str | list[str] | None = None,
   (with the checkpoint's step and, when named, the `protocol`) and merged into summary.json.
   Returns (step, results)."""
   config = load_run_config(workdir)
+  if distributed.is_main():
+    lock_workdir(workdir)  # not while a run (or another evaluation) writes it
   names = parse_metrics(metrics) if metrics else default_metrics(config)
   if not names:
     raise UserError('no metric named; pass --metrics=NAME[,NAME...] from: ' + ', '.join(METRICS))

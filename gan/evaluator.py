@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +16,7 @@ import numpy as np
 from common import distributed
 from common import rng as rng_lib
 from common.loop import is_due
-from common.writers import MetricWriter, image_grid, save_gif, save_png
+from common.writers import MetricWriter, image_grid, save_gif, save_picture, save_png
 from gan import evaluation, plots
 from gan import metrics as metrics_lib
 from gan.data import GanData
@@ -149,6 +148,9 @@ class Evaluator:
     frames = sorted(glob.glob(os.path.join(self.image_dir, 'step_*.png' if is_2d else 'samples_*.png')))
     if frames:
       save_gif(os.path.join(self.image_dir, 'progress.gif' if is_2d else 'samples.gif'), frames)
-      shutil.copyfile(frames[-1], os.path.join(self.image_dir, 'final.png' if is_2d else 'samples.png'))
+      with open(frames[-1], 'rb') as f:
+        last = f.read()
+      save_picture(os.path.join(self.image_dir, 'final.png' if is_2d else 'samples.png'),
+                   lambda out: out.write(last))
     if history:
       plots.save_loss_curves(os.path.join(self.image_dir, 'losses.png'), history)

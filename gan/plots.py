@@ -10,7 +10,6 @@ stay readable on it. Pictures are saved at FIGURE_DPI so arrowheads show.
 """
 from __future__ import annotations
 
-import os
 
 import matplotlib
 
@@ -20,7 +19,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common.writers import FIGURE_DPI  # noqa: E402
+from common.writers import save_figure  # noqa: E402
 
 REAL, FAKE = '#1a7a3c', '#6a2c8a'  # sample colours: green real, purple generated
 # D(x) = P(real): light purple (fake) -> mid grey at 0.5 -> light green (real). The ends are
@@ -86,8 +85,7 @@ def plot_2d(path: str, *, real: np.ndarray, fake: np.ndarray, d_prob: np.ndarray
   plot_losses(axes[3], history)
   fig.suptitle(f'{title}  step {step}')
   # Fixed margins (the grid above): tight_layout renders the figure once more to measure it.
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=FIGURE_DPI)
+  save_figure(path, fig)
   plt.close(fig)
 
 
@@ -106,6 +104,5 @@ def save_loss_curves(path: str, history: list[dict]) -> None:
   fig, ax = plt.subplots(figsize=(5, 3.5))
   plot_losses(ax, history)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=FIGURE_DPI)
+  save_figure(path, fig)
   plt.close(fig)

@@ -12,84 +12,22 @@ import math
 
 import ml_collections
 
-from common import optim as optim_lib
 from common import rng as rng_lib
 from common import sharding
-from common.errors import UserError, unknown_name
-from common.loop import Run, TrainingDiverged, check_cadence, steps_to_boundary
+from common.errors import UserError
+from common.loop import Run, TrainingDiverged, steps_to_boundary
 from common.writers import read_metrics
-from gan import augment, conditional, edits, evaluation, losses, models
+from gan import edits
 from gan.data import build_data
 from gan.evaluator import Evaluator
-from gan.state import build_models, compute_dtype, init_state
+from gan.state import build_models, init_state
 from gan.steps import GanSteps, chunk_means, hyperparams
+from gan.validation import validate, validate_edits
 
-__all__ = ['TrainingDiverged', 'train_and_evaluate', 'validate']
+__all__ = ['TrainingDiverged', 'UserError', 'train_and_evaluate', 'validate', 'validate_edits']
 
 ADVICE = 'lower the learning rates or add a gradient penalty'
 JS_MAX = 0.99 * math.log(2)  # JS of 2D histograms that no longer overlap at all
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Reject bad values before any work is done (each a one-line UserError)."""
-  t, o = config.train, config.optim
-  for key in ('g_lr', 'd_lr'):
-    if not o[key] > 0:
-      raise UserError(f'optim.{key} must be positive, got {o[key]}')
-  optim_lib.check(o)
-  for key in ('g_name', 'd_name'):
-    if o.get(key) and o[key] not in optim_lib.OPTIMIZERS:
-      raise unknown_name(f'optim.{key}', o[key], optim_lib.OPTIMIZERS)
-  check_cadence(t)
-  if not config.guard.max_abs_loss >= 0 or not config.guard.js_patience >= 0:
-    raise UserError('guard.max_abs_loss and guard.js_patience must be >= 0 (0: off), got '
-                    f'{config.guard.max_abs_loss} and {config.guard.js_patience}')
-  if config.data.batch_size <= 0:
-    raise UserError(f'data.batch_size must be positive, got {config.data.batch_size}')
-  for key in ('steps', 'rounds_per_call'):
-    if t[key] < 1:
-      raise UserError(f'train.{key} must be at least 1, got {t[key]}')
-  if min(t.n_d, t.n_g) < 0 or t.n_d + t.n_g < 1:
-    raise UserError(f'train.n_d and train.n_g must be >= 0 (0 freezes that player) and not both '
-                    f'0, got {t.n_d} and {t.n_g}')
-  if not 0 <= t.ema_decay < 1:
-    raise UserError(f'train.ema_decay must be in [0, 1), got {t.ema_decay}')
-  losses.get_loss(config.loss.name)
-  if config.loss.gp_weight < 0 or config.loss.r1_gamma < 0:
-    raise UserError('loss.gp_weight and loss.r1_gamma must be >= 0')
-  if config.loss.get('r1_every', 1) < 1:
-    raise UserError(f'loss.r1_every must be >= 1 (1 = R1 every round), got {config.loss.r1_every}')
-  if config.model.name not in models.MODELS:
-    raise unknown_name('model.name', config.model.name, models.MODELS)
-  compute_dtype(config.model.dtype)
-  if config.model.num_classes < 0:
-    raise UserError('model.num_classes must be >= 0 (0: unconditional), got '
-                    f'{config.model.num_classes}')
-  if config.model.num_classes > 0:
-    conditional.check_config(config.model, config.data)
-  if augment.build(config.augment) is not None and config.model.name not in models.IMAGE_MODELS:
-    raise UserError(f'augment.name={config.augment.name} augments images; model '
-                    f'{config.model.name!r} trains on points: set augment.name=none')
-  metric_names = evaluation.parse_metrics(config.eval.metrics)
-  if metric_names and config.eval.fid_every < 1:
-    raise UserError(f'eval.fid_every must be at least 1, got {config.eval.fid_every}')
-  evaluation.check_metrics(config, metric_names, config.eval.num_samples,
-                           config.eval.inception_weights, config.eval.reference_stats)
-  sharding.check_param_mode(config.sharding.params, config.sharding.min_size)
-
-
-def validate_edits(config: ml_collections.ConfigDict) -> list[edits.Edit]:
-  """`train.edits` checked: each config they lead to is valid; data changes only for 2D runs,
-  and their points files must read (so a late edit cannot fail mid-run)."""
-  edit_list = edits.parse(config)
-  for r, key, _ in edit_list:
-    if key.startswith('data.') and config.model.name != 'mlp':
-      raise UserError(f'train.edits: {key} can change only in 2D runs (model.name=mlp)')
-    live = edits.at(config, edit_list, r, include_step=True)
-    validate(live)
-    if key.startswith('data.'):
-      build_data(live)
-  return edit_list
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -124,6 +62,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   everys = (t.log_every, t.eval_every, t.checkpoint_every,
             config.eval.fid_every if evaluator.metrics else 0)
   last_eval, js_at_max = {}, 0
+  iterator_meta = lambda: {'data': gdata.iterator.get_state()} if gdata.iterator is not None else {}
   while run.step < total:
     step = run.step
     if any(r == step for r, _, _ in edit_list):
@@ -155,8 +94,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if config.guard.js_patience and js_at_max >= config.guard.js_patience:
         run.diverged(f'JS divergence stayed at its ln 2 maximum for {js_at_max} evaluations '
                      f'(up to round {run.step})', ADVICE)
-    if run.is_due(t.checkpoint_every):
-      run.save(state, {'data': gdata.iterator.get_state()} if gdata.iterator is not None else {})
+    run.checkpoint(state, iterator_meta, due=run.is_due(t.checkpoint_every))
   evaluator.finish(history)
   rate = run.throughput.rate()
   summary = {'step': run.step, **last_eval, **evaluator.floor(last_eval),

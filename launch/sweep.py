@@ -9,8 +9,9 @@ Each point runs `python -m launch.gan|launch.transfer --workdir=DIR/points/<poin
 job logs in DIR/submitit/). Every start and end is printed as it happens, with the point's
 metrics, error or divergence. Writes DIR/results.csv, DIR/results.md and one
 DIR/results_<metric>.png per metric. Rerunning skips finished points and resumes interrupted
-ones. Exit code 1 when any point failed or diverged (after writing the results; 0 with
---allow_failures), 2 for bad input.
+ones. SIGTERM or SIGINT stops the running points, each after saving a checkpoint (submitit jobs
+are cancelled). Exit code 1 when any point failed or diverged (after writing the results; 0 with
+--allow_failures), 2 for bad input, 75 when stopped by a signal (rerun to resume).
 """
 import sys
 
@@ -43,6 +44,7 @@ def main(argv: list[str]) -> None:
   for name in ('config', 'workdir', 'sweep'):
     if not fv[name].value:
       raise UserError(f'--{name} is required; see python -m launch.sweep --help')
+  cli.note_workdir(None)  # an interrupted sweep resumes its points: none is the run
   resolve_config_spec(fv.config)
   slurm = {name: fv[f'slurm_{name}'].value for name in sweep.SLURM_PARAMS}
   out = sweep.run_sweep(fv.config, fv.workdir, fv.sweep, fv.parallel, fv.metrics,

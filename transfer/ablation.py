@@ -27,7 +27,7 @@ from common import distributed
 from common import rng as rng_lib
 from common.errors import UserError, unknown_name
 from common.loop import prepare
-from common.writers import FIGURE_DPI, MetricWriter
+from common.writers import MetricWriter, save_figure
 from transfer import data as data_lib
 from transfer import features, freeze, loop, models, pretrain
 from transfer import weights as weights_lib
@@ -51,6 +51,8 @@ def run_config(config: ml_collections.ConfigDict, mode: str, seed: int, weights:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  if config.mode not in freeze.MODES:  # each run sets its own; a typo is still a typo
+    raise unknown_name('mode', config.mode, freeze.MODES)
   a = config.ablation
   for mode in a.modes:
     if mode not in ABLATION_MODES:
@@ -199,8 +201,7 @@ def _bar_plot(path: str, table: list[dict], config: ml_collections.ConfigDict) -
   archs = _archs(table, config)
   ax.set_title(f'{archs} on {config.data.name}: mean ± std over {n} seeds')
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.savefig(path, dpi=FIGURE_DPI)
+  save_figure(path, fig)
   plt.close(fig)
 
 

@@ -39,20 +39,31 @@ class KerasAugment:
 
 def from_config(data: Any) -> KerasAugment:
   """The KerasAugment of a config's `data` section, checked (one-line UserErrors)."""
+  for name in ('rotation_range', 'width_shift_range', 'height_shift_range', 'zoom_range'):
+    if not 0 <= data[name] < float('inf'):
+      raise UserError(f'data.{name} must be a finite number >= 0 (0: off), got {data[name]}')
   aug = KerasAugment(float(data.rotation_range), float(data.width_shift_range),
                      float(data.height_shift_range), float(data.zoom_range),
-                     tuple(float(b) for b in data.brightness_range), bool(data.horizontal_flip),
+                     _brightness(data.brightness_range), bool(data.horizontal_flip),
                      bool(data.vertical_flip))
-  for name in ('rotation_range', 'width_shift_range', 'height_shift_range', 'zoom_range'):
-    if not data[name] >= 0:
-      raise UserError(f'data.{name} must be >= 0 (0: off), got {data[name]}')
   if aug.zoom >= 1:
     raise UserError(f'data.zoom_range must be below 1 (scales in [1 - z, 1 + z]), got {aug.zoom}')
-  b = aug.brightness
-  if b and (len(b) != 2 or not 0 <= b[0] <= b[1]):
-    raise UserError(f'data.brightness_range must be () or (low, high) with 0 <= low <= high, got '
-                    f'{tuple(data.brightness_range)!r}')
   return aug
+
+
+def _brightness(value: Any) -> tuple[float, ...]:
+  """data.brightness_range as () or (low, high) with 0 <= low <= high, finite."""
+  bad = UserError(f'data.brightness_range must be () or (low, high) with 0 <= low <= high, got '
+                  f'{value!r}')
+  if isinstance(value, str) or not hasattr(value, '__len__'):
+    raise bad
+  try:
+    b = tuple(float(x) for x in value)
+  except (TypeError, ValueError):
+    raise bad from None
+  if b and (len(b) != 2 or not 0 <= b[0] <= b[1] < float('inf')):
+    raise bad
+  return b
 
 
 def _affine(key: jax.Array, aug: KerasAugment, batch: int, h: int, w: int) -> jax.Array:

@@ -2,13 +2,12 @@
 accuracy, confusion matrix PNG."""
 from __future__ import annotations
 
-import os
 from typing import Callable, Sequence
 
 import numpy as np
 
 from common.sharding import pad_shard_unpad
-from common.writers import FIGURE_DPI
+from common.writers import save_figure
 
 
 def predict(logits_fn: Callable[[np.ndarray], object], source, batch_size: int = 128
@@ -91,6 +90,5 @@ def save_confusion_png(path: str, confusion: np.ndarray, class_names: Sequence[s
   ax.set_ylabel('true')
   ax.set_title(title or 'confusion matrix')
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=FIGURE_DPI)
+  save_figure(path, fig)
   plt.close(fig)

@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from common import distributed, sharding
+from common.diskspace import writing
 from common.errors import UserError
 from transfer import heads, preprocess
 
@@ -107,8 +108,13 @@ def cached_features(cache_dir: str, key: str, model: Any, variables: Mapping[str
   if distributed.is_main():
     os.makedirs(cache_dir, exist_ok=True)
     tmp = path + '.tmp.npz'
-    np.savez(tmp, features=features, labels=labels)
-    os.replace(tmp, path)
+    with writing('cached backbone features', path):
+      try:
+        np.savez(tmp, features=features, labels=labels)
+        os.replace(tmp, path)
+      finally:
+        if os.path.exists(tmp):
+          os.remove(tmp)
   distributed.barrier('features')  # later calls find the whole file on every process
   return features, labels
 

@@ -24,85 +24,15 @@ from jax.sharding import Mesh
 
 from common import data as common_data
 from common import distributed
-from common import optim as optim_lib
 from common import rng as rng_lib
 from common import sharding
-from common.errors import UserError, unknown_name
-from common.loop import Run, check_cadence, is_due, steps_to_boundary
+from common.errors import UserError
+from common.loop import Run, is_due, steps_to_boundary
 from transfer import data as data_lib
-from transfer import augment, convert, evaluate, features, freeze, heads, models, selection
+from transfer import convert, evaluate, features, heads, models, selection
 from transfer import steps as steps_lib
 from transfer import weights as weights_lib
-
-RULE_LABELS = ('trainable', 'head', 'backbone')  # and the arch's parts (models.part_rules)
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Reject bad values before any work is done (each a one-line UserError)."""
-  if config.mode not in freeze.MODES:
-    raise unknown_name('mode', config.mode, freeze.MODES)
-  o, t, f, m = config.optim, config.train, config.freeze, config.model
-  optim_lib.check(o)
-  check_cadence(t)
-  for key in ('lr', 'head_lr'):
-    if not o[key] > 0:
-      raise UserError(f'optim.{key} must be positive, got {o[key]}')
-  for key in ('epochs', 'head_epochs'):
-    if not t[key] >= 1:
-      raise UserError(f'train.{key} must be at least 1, got {t[key]}')
-  if not config.guard.max_abs_loss >= 0:
-    raise UserError(f'guard.max_abs_loss must be >= 0 (0: off), got {config.guard.max_abs_loss}')
-  if not t.two_phase_lr_scale > 0:
-    raise UserError(f'train.two_phase_lr_scale must be positive, got {t.two_phase_lr_scale}')
-  if config.data.batch_size < 1 or config.data.eval_batch_size < 1:
-    raise UserError('data.batch_size and data.eval_batch_size must be at least 1')
-  if f.backbone_lr_mult < 0 or not 0 < f.layer_decay <= 1:
-    raise UserError(f'freeze.backbone_lr_mult must be >= 0 and freeze.layer_decay in (0, 1]; got '
-                    f'{f.backbone_lr_mult} and {f.layer_decay}')
-  models.check_arch(m.arch, m.style)
-  models.check_image_size(m.arch, config.data.image_size)
-  parts = models.part_rules(m.arch)
-  labels = (*RULE_LABELS, *(p for p, _ in parts), freeze.FROZEN)
-  for rule in f.rules:
-    if len(rule) != 2 or not all(isinstance(x, str) for x in rule):
-      raise UserError(f'freeze.rules entries must be (regex, label) pairs, got {rule!r}')
-    if rule[1] not in labels:
-      raise unknown_name(f'freezing label for {m.arch}', rule[1], labels)
-  n = freeze.max_trainable_parts(parts)
-  if config.mode == 'partial' and not 1 <= f.trainable_stages <= n:
-    raise UserError(f'freeze.trainable_stages must be in 1..{n} for {m.arch} (its parts: '
-                    f'{", ".join(p for p, _ in parts)}), got {f.trainable_stages}')
-  heads.check_head(m.head, m.head_hidden, m.head_dropout)
-  if m.include_top and (m.arch, m.style) in (('vgg16', 'keras'), ('vgg19', 'keras')) and (
-      config.data.image_size != 224):
-    raise UserError(f"model.include_top=True keeps Keras' {m.arch} classifier, which takes 224 px "
-                    f'images only; set data.image_size=224 or model.include_top=False')
-  if m.include_top and (m.head != 'global_pool' or tuple(m.head_hidden) or m.head_dropout):
-    raise UserError("model.include_top=True keeps the weights' own classifier; model.head, "
-                    'head_hidden and head_dropout shape a new one: leave them at their defaults '
-                    'or set model.include_top=False')
-  weights_lib.check_weights(config)  # a mismatched file is named now, not after the data loads
-  if m.weights and m.weights != weights_lib.PRETRAIN and not os.path.exists(m.weights):
-    raise UserError(f'weights {m.weights!r} not found; convert them with python -m launch.convert '
-                    'or fix model.weights')
-  if m.include_top and (config.mode == 'scratch' or not m.weights):
-    raise UserError('model.include_top=True keeps the weights\' classifier, but this run has no '
-                    'pretrained weights; set model.include_top=False')
-  if not 0 < config.data.crop_scale <= 1:
-    raise UserError(f'data.crop_scale must be in (0, 1], got {config.data.crop_scale}')
-  augment.from_config(config.data)
-  selection.check(t)
-  for name in ('features', 'train'):
-    if config[name].steps_per_call < 1:
-      raise UserError(f'{name}.steps_per_call must be at least 1, got '
-                      f'{config[name].steps_per_call}')
-  mesh = sharding.data_mesh()
-  sharding.check_batch(config.data.batch_size, mesh)
-  n = mesh.devices.size
-  if m.weights == weights_lib.PRETRAIN and config.mode != 'scratch' and config.pretrain.batch_size % n:
-    raise UserError(f'pretrain.batch_size {config.pretrain.batch_size} is not divisible by the '
-                    f'{n} devices; use a multiple of {n}')
-
+from transfer.validation import validate
 
 @dataclasses.dataclass
 class _Context:
@@ -231,10 +161,10 @@ def _train_phase(run: Run, ctx: _Context, i: int, state: dict, meta: dict,
       run.write(_test_row(_evaluate(ctx, state, all(ctx.cached[:i + 1]))))
     if stop:
       run.advance(ph.end - run.step)  # the phase ends here
-    if run.is_due(t.checkpoint_every) or stop:
-      saved = state if ctx.best is None else {**state, 'best': ctx.best}
-      run.save(saved, {'phase': i, 'data': it.get_state(), 'window': ctx.window,
-                       'selection': ctx.select.state() if ctx.select else None})
+    saved = state if ctx.best is None else {**state, 'best': ctx.best}
+    run.checkpoint(saved, lambda: {'phase': i, 'data': it.get_state(), 'window': ctx.window,
+                                   'selection': ctx.select.state() if ctx.select else None},
+                   due=run.is_due(t.checkpoint_every) or stop)
   return state
 
 

@@ -15,30 +15,10 @@ import ml_collections
 
 from common.errors import UserError
 from transfer import convert, loop, models
+from transfer.validation import pretrain_config
 from transfer.weights import PRETRAIN
 
 SOURCE = 'scikit-learn digits {classes}, {size}x{size} RGB, trained from scratch by transfer.pretrain'
-
-
-def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The scratch run that makes the source model: same arch, style and image size."""
-  p = config.pretrain
-  c = ml_collections.ConfigDict(config.to_dict())
-  c.seed = 0  # one source shared by every seed of the target task
-  c.mode = 'scratch'
-  c.data.update(name='digits', classes=p.classes, train_per_class=p.train_per_class,
-                test_fraction=p.test_fraction,
-                test_limit=0, batch_size=p.batch_size, augment=p.augment,
-                crop_scale=p.crop_scale)
-  c.model.update(weights='', include_top=False)
-  c.freeze.rules = ()
-  c.optim.update(lr=p.lr, weight_decay=p.weight_decay, warmup_steps=0)
-  c.train.update(epochs=p.epochs, eval_every=0, checkpoint=True, checkpoint_every=0,
-                 keep_checkpoints=1)
-  c.features.dir = ''
-  c.ablation.modes = ()
-  c.pretrain.dir = ''
-  return c
 
 
 def source_weights(config: ml_collections.ConfigDict, workdir: str) -> str:

@@ -12,6 +12,14 @@ from transfer import ablation, pretrain
 from transfer import loop as loop_lib
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Reject bad values of the run or ablation in `config` before any work (one-line UserError)."""
+  if config.ablation.modes:
+    ablation.validate(config)
+  else:
+    loop_lib.validate(config)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Train (or resume) the run or ablation in `config`, writing the workdir contract; returns
   the summary."""

@@ -45,6 +45,15 @@ if lr == '8':  # the diverged guard: exit 2, no summary
 summary = {'step': 20, 'modes': seed + 1, 'high_quality': 0.5 + 0.1 * seed}
 if lr == '7':  # the diverged guard: summary.json says so
   summary = {'step': 30, 'diverged': True, 'diverged_reason': 'loss_g is inf at step 30'}
+if lr == '0.4':  # runs until SIGTERM, then stops like a real run: a checkpoint, exit 75
+  import signal
+  def stop(*_):
+    open(os.path.join(wd, 'preempted'), 'w').close()
+    sys.exit(75)
+  signal.signal(signal.SIGTERM, stop)
+  open(os.path.join(wd, 'started'), 'w').close()
+  while True:
+    time.sleep(0.05)
 if lr == '0.5':  # waits to be released, so a test can look at the sweep mid-way
   while not os.path.exists(os.path.join(wd, '..', '..', 'release')):
     time.sleep(0.05)
@@ -341,7 +350,7 @@ def test_a_job_that_fails_itself_is_a_failed_point(tmp_path, monkeypatch, fake_l
 
 
 def test_interrupting_a_sweep_cancels_its_jobs(tmp_path, fake_launcher):
-  """SIGINT (Ctrl-C) ends the sweep with exit 130 at once, and its running jobs with it."""
+  """SIGINT (Ctrl-C) ends the sweep with exit 75 at once, and its running jobs with it."""
   wd = tmp_path / 'sweep'
   run = ('import sys; from common import cli, sweep; import launch.sweep; '
          'sweep.launcher_for = lambda spec: "fakelaunch"; '
@@ -363,11 +372,37 @@ def test_interrupting_a_sweep_cancels_its_jobs(tmp_path, fake_launcher):
     out, err = proc.communicate(timeout=30)
   finally:
     (wd / 'release').touch()  # whatever happens, no point waits forever
-  assert proc.returncode == 130 and 'interrupted; rerun' in err
+  assert proc.returncode == 75 and 'interrupted; rerun' in err
   assert 'done' not in out and 'FAILED' not in out  # cut-short points are not reported
   time.sleep(1)
   assert running() == []
   assert not (wd / 'points' / 'optim.g_lr-0.5__seed-0' / 'summary.json').exists()
+
+
+def test_sigterm_reaches_the_local_points_and_the_sweep_exits_75(tmp_path, fake_launcher):
+  """A preempted sweep forwards SIGTERM to its running points, waits for each to stop (with a
+  checkpoint, in a real run) and exits 75; nothing is reported as done or failed."""
+  wd = tmp_path / 'sweep'
+  run = ('import sys; from common import cli, sweep; import launch.sweep; '
+         'sweep.launcher_for = lambda spec: "fakelaunch"; '
+         'cli.main_guard(lambda: launch.sweep.main(sys.argv))')
+  proc = subprocess.Popen(
+      [sys.executable, '-c', run, f'--config={TOY}', f'--workdir={wd}',
+       '--sweep=optim.g_lr=0.4 seed=0:2', '--parallel=2'],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  points = [wd / 'points' / f'optim.g_lr-0.4__seed-{s}' for s in (0, 1)]
+  deadline = time.monotonic() + 60
+  while not all((p / 'started').exists() for p in points):
+    assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGTERM)  # to the sweep alone, as `kill PID` or a scheduler would
+  out, err = proc.communicate(timeout=60)
+  assert proc.returncode == 75, err
+  assert err.strip().splitlines()[-1] == ('interrupted; rerun the same command to resume: '
+                                          'finished work is kept')
+  assert all((p / 'preempted').exists() for p in points)
+  assert 'done' not in out and 'FAILED' not in out
 
 
 def test_slurm_flags_reach_submitit(tmp_path, monkeypatch):

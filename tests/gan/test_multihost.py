@@ -1,8 +1,11 @@
 """Two processes on localhost (CPU, JAX's distributed runtime): one run, identical parameters
 on both, disjoint data shards, one cooperative checkpoint, metrics written once; processes
-started with different JAX_NUM_PROCESSES stop with exit code 2 instead of hanging."""
+started with different JAX_NUM_PROCESSES stop with exit code 2 instead of hanging; a process
+that dies or stops answering mid-run stops the other within ADVCNN_PEER_TIMEOUT, with one line
+naming it, and the rerun of both resumes."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -121,3 +124,64 @@ def test_bad_init_timeout_is_refused(monkeypatch, value):
   monkeypatch.setenv('ADVCNN_INIT_TIMEOUT', value)
   with pytest.raises(UserError, match=f'ADVCNN_INIT_TIMEOUT={value} is not a positive whole'):
     distributed.initialize()
+
+
+
+@pytest.mark.parametrize('value', ['0', 'soon', '1e9'])
+def test_bad_peer_timeout_is_refused(monkeypatch, value):
+  monkeypatch.setenv('ADVCNN_PEER_TIMEOUT', value)
+  with pytest.raises(UserError, match=f'ADVCNN_PEER_TIMEOUT={value} is not a positive whole'):
+    distributed.peer_timeout()
+
+# A toy run long enough to be stopped after its checkpoint at round 100.
+PEER_RUN = ['--config=gan/configs/toy2d.py:ring8', '--config.train.steps=300',
+            '--config.train.rounds_per_call=50', '--config.model.hidden=16',
+            '--config.data.batch_size=64', '--config.train.log_every=50',
+            '--config.train.eval_every=300', '--config.train.checkpoint_every=100',
+            '--config.eval.plots=False', '--config.eval.num_samples=500']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('victim,sig', [(1, signal.SIGKILL), (0, signal.SIGSTOP)],
+                         ids=['process-1-killed', 'process-0-frozen'])
+def test_a_lost_process_stops_the_other_with_one_line_and_the_rerun_resumes(tmp_path, victim,
+                                                                            sig):
+  """Process 1 killed, or process 0 (which hosts the runtime) frozen: the other stops within the
+  5 s ADVCNN_PEER_TIMEOUT with exit code 75 and one line naming it; the checkpoint stays, and
+  both processes run again resume from it."""
+  wd = str(tmp_path / 'run')
+  argv = ['-m', 'launch.gan', f'--workdir={wd}', *PEER_RUN]
+  procs = spawn_processes([argv, argv], ADVCNN_PEER_TIMEOUT='5')
+  try:
+    deadline = time.monotonic() + 300
+    while not os.path.exists(os.path.join(wd, 'checkpoints', '100')):
+      assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+      time.sleep(0.1)
+    procs[victim].send_signal(sig)
+    t0 = time.monotonic()
+    survivor = procs[1 - victim]
+    _, err = survivor.communicate(timeout=120)
+    assert time.monotonic() - t0 < 30
+  finally:
+    procs[victim].kill()
+    procs[victim].communicate()
+  assert survivor.returncode == 75, err[-3000:]
+  lines = [l for l in err.splitlines() if not l.startswith('gan: ')]  # progress lines
+  assert lines == [f'error: process {victim} of this 2-process run died or stopped answering '
+                   '(no heartbeat for 5s, ADVCNN_PEER_TIMEOUT); process '
+                   f'{1 - victim} stops too; rerun all processes to resume from the '
+                   f'checkpoint at step {max_step(wd)}'], err[-3000:]
+  before = [r for r in map(json.loads, open(os.path.join(wd, 'metrics.jsonl')))
+            if r['step'] <= max_step(wd)]
+  procs = spawn_processes([argv, argv], ADVCNN_PEER_TIMEOUT='5')
+  for p in procs:
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err[-3000:]
+  rows = list(map(json.loads, open(os.path.join(wd, 'metrics.jsonl'))))
+  assert rows[:len(before)] == before
+  assert [r['step'] for r in rows if 'loss_d' in r] == [50, 100, 150, 200, 250, 300]
+  assert json.load(open(os.path.join(wd, 'summary.json')))['step'] == 300
+
+
+def max_step(workdir):
+  return max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
