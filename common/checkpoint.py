@@ -113,11 +113,13 @@ def _is_aftermath(e: BaseException | None) -> bool:
 @contextlib.contextmanager
 def _aftermath_silenced() -> Iterator[None]:
   """When a save fails on a full disk, orbax's writes still in flight fail one by one for a
-  while: their callbacks find the save's event loop closed, and asyncio reports each failed
-  task when it is collected. The run is ending with one line that says so: from the start of
-  the save (the first ones come before it raises), such reports are dropped; after a save that
+  while: their callbacks find the save's event loop closed, and each failure reaches
+  sys.unraisablehook (callbacks run from the storage library's threads), sys.excepthook or
+  threading.excepthook. The run is ending with one line that says so: from the start of the
+  save (the first ones come before it raises), such reports are dropped; after a save that
   succeeded, the usual hooks come back."""
-  excepthook, thread_hook = sys.excepthook, threading.excepthook
+  hooks = sys.excepthook, threading.excepthook, sys.unraisablehook
+  excepthook, thread_hook, unraisable_hook = hooks
 
   def quiet(exc_type, exc, tb):
     if not _is_aftermath(exc):
@@ -127,7 +129,11 @@ def _aftermath_silenced() -> Iterator[None]:
     if not _is_aftermath(args.exc_value):
       thread_hook(args)
 
-  sys.excepthook, threading.excepthook = quiet, quiet_thread
+  def quiet_unraisable(args):
+    if not _is_aftermath(args.exc_value):
+      unraisable_hook(args)
+
+  sys.excepthook, threading.excepthook, sys.unraisablehook = quiet, quiet_thread, quiet_unraisable
   try:
     yield
   except BaseException as e:
@@ -135,6 +141,6 @@ def _aftermath_silenced() -> Iterator[None]:
       logging.getLogger('asyncio').addFilter(
           lambda r: not (r.exc_info and _is_aftermath(r.exc_info[1])))
       raise
-    sys.excepthook, threading.excepthook = excepthook, thread_hook
+    sys.excepthook, threading.excepthook, sys.unraisablehook = hooks
     raise
-  sys.excepthook, threading.excepthook = excepthook, thread_hook
+  sys.excepthook, threading.excepthook, sys.unraisablehook = hooks
