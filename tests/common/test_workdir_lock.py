@@ -89,6 +89,9 @@ def test_two_concurrent_launches_one_runs_the_other_is_refused(tmp_path):
   lines = err.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith(f"error: workdir '{wd}' is in use by another "
                                                  'run (PID '), err
-  steps = [r['step'] for r in read_metrics(str(wd))]
-  assert len(steps) == len(set(steps))  # one writer: no interleaved rows
+  rows = read_metrics(str(wd))
+  # One writer: each logged step once (a step with an evaluation also has its own eval row).
+  assert [r['step'] for r in rows if 'loss_d' in r] == [50, 100, 150, 200]
+  evals = [r['step'] for r in rows if 'loss_d' not in r]
+  assert evals and len(evals) == len(set(evals))
   assert json.load(open(wd / 'summary.json'))['step'] == 200
