@@ -59,9 +59,9 @@ def numbers(config: Any, keys: tuple[str, ...], *args, **kwargs) -> None:
 
 
 def memory_bytes() -> int:
-  """Memory of the first device (an accelerator's own, else this machine's)."""
+  """Memory of this process's first device (an accelerator's own, else this machine's)."""
   import jax
-  stats = jax.devices()[0].memory_stats() or {}
+  stats = jax.local_devices()[0].memory_stats() or {}
   if stats.get('bytes_limit'):
     return int(stats['bytes_limit'])
   try:
