@@ -21,7 +21,7 @@ from common import preemption
 from common.config import define_config_flag, flatten_config, parse_config_flags, \
     resolve_config_spec
 from common.diskspace import disk_full_message
-from common.errors import UserError
+from common.errors import AgreedUserError, UserError
 from common import workdir as workdir_lib
 from common.workdir import lock_workdir, resume_note, saved_steps, unlock_all
 
@@ -78,7 +78,9 @@ def main_guard(fn: Callable[[], object]) -> None:
       _finished()
       return
     except UserError as e:
-      message, code = f'error: {e}', 2
+      message, code, agreed = f'error: {e}', 2, isinstance(e, AgreedUserError)
+      if agreed:
+        _finished()
     except preemption.Preempted as e:
       message, code, agreed = str(e), preemption.EXIT_PREEMPTED, True
       _finished()

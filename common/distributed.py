@@ -33,7 +33,7 @@ import time
 import jax
 import numpy as np
 
-from common.errors import UserError
+from common.errors import AgreedUserError, UserError
 
 _ENV = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
 _TIMEOUT_ENV = 'ADVCNN_INIT_TIMEOUT'
@@ -280,7 +280,7 @@ def check_process_count(declared: int, timeout: int) -> None:
   if joined == declared and set(counts.values()) == {declared}:
     return
   told = ', '.join(f'process {i}: {c}' for i, c in counts.items())
-  raise UserError(f'processes disagree on JAX_NUM_PROCESSES ({told}; {joined} joined the run); '
+  raise AgreedUserError(f'processes disagree on JAX_NUM_PROCESSES ({told}; {joined} joined the run); '
                   'start every process with the same JAX_NUM_PROCESSES, equal to the number '
                   'of processes launched')
 

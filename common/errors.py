@@ -10,6 +10,11 @@ class UserError(ValueError):
   """Bad input: the message names the problem and what to do about it."""
 
 
+class AgreedUserError(UserError):
+  """A UserError that every process of a multi-process run raises at the same point (a check of
+  what they all see), so they can leave together, through JAX's orderly shutdown."""
+
+
 def unknown_name(kind: str, name: str, known) -> UserError:
   """The error for a registry lookup that misses: names the choices."""
   return UserError(f'unknown {kind} {name!r}; choose one of: {", ".join(sorted(known))}')
