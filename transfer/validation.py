@@ -164,9 +164,9 @@ def _check_data(d: ml_collections.ConfigDict) -> None:
 
 
 def _check_memory(config: ml_collections.ConfigDict) -> None:
-  """Lower bounds of what a training chunk and an evaluation batch hold at once: each image's
-  pixels (uint8 when stored, float32 on device) and the ResNet stem's 64 float32 channels at
-  half its resolution."""
+  """Lower bounds of what a training chunk, an evaluation batch and the new head hold at once:
+  each image's pixels (uint8 when stored, float32 on device) and the ResNet stem's 64 float32
+  channels at half its resolution; the head's weights."""
   d = config.data
   stored, side = max(d.resize_size, d.image_size), d.image_size
   per_image = 4 * 3 * side * side + 4 * 16 * side * side
@@ -177,3 +177,9 @@ def _check_memory(config: ml_collections.ConfigDict) -> None:
                       'lower data.batch_size, train.steps_per_call or data.image_size')
   checks.check_memory(d.eval_batch_size * per_image, 'an evaluation batch (data.eval_batch_size '
                       'images of data.image_size)', 'lower data.eval_batch_size')
+  # The new head's dense layers, from at least the 64 features every backbone here ends with,
+  # with the parameters and Adam's two moments in float32.
+  widths = [64, *config.model.head_hidden, 2]
+  head = sum(a * b for a, b in zip(widths, widths[1:]))
+  checks.check_memory(3 * 4 * head, 'the new head (model.head_hidden)',
+                      'use narrower model.head_hidden layers')
