@@ -40,6 +40,19 @@ def _mixture(centres, sigma: float, name: str, bounds) -> Source2D:
   return Source2D(name, sample, bounds, centres, sigma)
 
 
+def divergence_floor(source: Source2D, key: jax.Array, n: int, draws: int = 5
+                     ) -> dict[str, float]:
+  """KL and JS between two independent draws of `n` real points (mean of `draws` pairs): what a
+  generator that matched the distribution would still show with `n` samples."""
+  from gan.metrics import histogram_divergences
+  sample = jax.jit(source.sample, static_argnums=1)
+  rows = []
+  for i in range(draws):
+    a, b = (np.asarray(sample(jax.random.fold_in(key, 2 * i + j), n)) for j in (0, 1))
+    rows.append(histogram_divergences(a, b, source.bounds))
+  return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
 def ring8() -> Source2D:
   k = np.arange(8)
   centres = np.stack([np.cos(2 * np.pi * k / 8), np.sin(2 * np.pi * k / 8)], 1)

@@ -20,6 +20,7 @@ from common.writers import MetricWriter, image_grid, save_gif, save_picture, sav
 from gan import evaluation, plots
 from gan import metrics as metrics_lib
 from gan.data import GanData
+from gan.data2d import divergence_floor
 from gan.steps import GanSteps
 
 
@@ -89,8 +90,15 @@ class Evaluator:
     return evaluation.compute_metrics(self._context, self.metrics, fake, labels)
 
   def floor(self, results: dict[str, float]) -> dict[str, float]:
-    """`floor_<metric>` for the digits metrics in `results`: their values between two halves of
-    the real digits, what a generator that matched the data would score."""
+    """`floor_<metric>` for the metrics in `results` that have one: for 2D runs KL and JS between
+    two independent real draws of eval.num_samples points (mean of 5); for digits the metrics
+    between two halves of the real digits. What a generator that matched the data would score."""
+    src = self.gdata.source2d
+    if src is not None:
+      if 'js' not in results:
+        return {}
+      real = divergence_floor(src, rng_lib.stream(self.key, 'floor'), self.config.eval.num_samples)
+      return {f'floor_{k}': v for k, v in real.items() if k in results}
     if self._context is None or not evaluation.uses_digits_net(self.config):
       return {}
     real = evaluation.real_vs_real(self.config, self._context.net)

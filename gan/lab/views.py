@@ -13,25 +13,13 @@ import numpy as np
 
 from common import rng as rng_lib
 from gan import metrics as metrics_lib
-from gan.data2d import Source2D
+from gan.data2d import Source2D, divergence_floor
 from gan.steps import GanSteps
 
 HEATMAP = 48  # D is evaluated on a HEATMAP x HEATMAP grid over the plot bounds
 SHOWN = 400  # generated and real samples drawn on the page
 MEASURED = 2500  # samples behind KL/JS and the mode metrics (as gan.evaluator)
 MANIFOLD = 21  # noise grid side (1D noise: a line of MANIFOLD points)
-FLOOR_DRAWS = 5
-
-
-def divergence_floor(source: Source2D, key: jax.Array) -> dict[str, float]:
-  """KL and JS between two independent real draws (mean of FLOOR_DRAWS pairs): the values a
-  perfect generator would still show."""
-  sample = jax.jit(source.sample, static_argnums=1)
-  rows = []
-  for i in range(FLOOR_DRAWS):
-    a, b = (np.asarray(sample(jax.random.fold_in(key, 2 * i + j), MEASURED)) for j in (0, 1))
-    rows.append(metrics_lib.histogram_divergences(a, b, source.bounds))
-  return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 class Views:
@@ -42,7 +30,7 @@ class Views:
     self.noise = steps.noise(rng_lib.stream(key, 'fake'), MEASURED)
     self.real = np.asarray(jax.jit(source.sample, static_argnums=1)(
         rng_lib.stream(key, 'real'), MEASURED))
-    self.floor = divergence_floor(source, rng_lib.stream(key, 'floor'))
+    self.floor = divergence_floor(source, rng_lib.stream(key, 'floor'), MEASURED)
     xmin, xmax, ymin, ymax = source.bounds
     gx, gy = jnp.meshgrid(jnp.linspace(xmin, xmax, HEATMAP), jnp.linspace(ymin, ymax, HEATMAP),
                           indexing='xy')

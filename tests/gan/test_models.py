@@ -173,6 +173,7 @@ def test_only_the_mlps_compile_with_xla_cpu_kernels():
   assert xla_cpu.jit_for(*dcgan) is jax.jit
 
 
+@pytest.mark.slow  # 11 s; the quick DCGAN runs of the fast suite cover the same path
 def test_dcgan_concrete_run():
   gen, disc = models.create_models(_cfg(spectral_norm=True), (16, 16, 3))
   z = models.sample_noise(KEY, 4, 8, 'gaussian')

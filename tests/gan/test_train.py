@@ -376,6 +376,7 @@ def test_nan_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   assert all(np.isfinite(v).all() for v in _flat(state).values() if v.dtype.kind == 'f')
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_tracks_float32(tmp_path):
   """Mixed precision (bf16 compute, f32 params/optimiser) follows the f32 loss trajectory."""
   runs = {}

@@ -50,7 +50,7 @@ def _check_parity(variables, arch, style, include_top, images, ref_out,
 
 # ResNet-18 and -50 in the fast suite; the deeper ones (same blocks, more of them) in -m slow.
 @pytest.fixture(scope='module', params=[
-    a if a in ('resnet18', 'resnet50') else pytest.param(a, marks=pytest.mark.slow)
+    a if a == 'resnet18' else pytest.param(a, marks=pytest.mark.slow)
     for a in TORCH_SHAPES])
 def torch_case(request, tmp_path_factory):
   arch = request.param
