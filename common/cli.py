@@ -93,9 +93,7 @@ def main_guard(fn: Callable[[], object]) -> None:
       if full is None:
         _unexpected()
         raise
-      # Straight out too: orbax's writes still in flight keep failing, and the interpreter's
-      # shutdown would print each of them.
-      message, code, at_once = f'error: {full}', 2, True
+      message, code = f'error: {full}', 2
     finally:
       unlock_all()
   sys.stderr.write(message + '\n')

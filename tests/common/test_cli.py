@@ -7,7 +7,6 @@ import pytest
 
 from common import cli, preemption
 from common.config import REPO_ROOT
-from common.diskspace import DiskFull
 
 # An interruption leaves the process at once (os._exit), so it runs in a child process.
 _INTERRUPTED = '''
@@ -57,22 +56,28 @@ def test_handlers_are_restored_after_a_command():
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+# Each error as a command meets it, in a child process (a full disk leaves at once, os._exit).
+_FAILING = '''
+import sys
+from common import cli, preemption
+cli.note_workdir(sys.argv[1])
+def fail():
+  raise eval(sys.argv[2])
+cli.main_guard(fail)
+'''
+
+
 @pytest.mark.parametrize('error,code,line', [
-    (preemption.Preempted('preempted at step 300 (SIGTERM): checkpoint saved'), 75,
+    ("preemption.Preempted('preempted at step 300 (SIGTERM): checkpoint saved')", 75,
      'preempted at step 300 (SIGTERM): checkpoint saved'),
-    (DiskFull('no space left on the device'), 2, 'error: no space left on the device'),
-    (OSError(28, 'No space left on device', '/w/images/x.png'), 2,
+    ("DiskFull('no space left on the device')", 2, 'error: no space left on the device'),
+    ("OSError(28, 'No space left on device', '/w/images/x.png')", 2,
      'error: no space left on the device of workdir {wd} while writing a file (/w/images/x.png); '
      'free space there and rerun the same command: the run starts over (no checkpoint was saved '
      'yet), and nothing written is lost'),
 ])
-def test_exit_codes(tmp_path, capsys, error, code, line):
-  cli.note_workdir(str(tmp_path))
-
-  def fail():
-    raise error
-
-  with pytest.raises(SystemExit) as e:
-    cli.main_guard(fail)
-  assert e.value.code == code
-  assert capsys.readouterr().err.splitlines() == [line.format(wd=tmp_path)]
+def test_exit_codes(tmp_path, error, code, line):
+  proc = subprocess.run([sys.executable, '-c', _FAILING, str(tmp_path), error], cwd=REPO_ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == code
+  assert proc.stderr.splitlines() == [line.format(wd=tmp_path)]
