@@ -60,6 +60,7 @@ def test_handlers_are_restored_after_a_command():
 _FAILING = '''
 import sys
 from common import cli, preemption
+from common.diskspace import DiskFull
 cli.note_workdir(sys.argv[1])
 def fail():
   raise eval(sys.argv[2])
