@@ -38,7 +38,13 @@ def main(argv: list[str]) -> None:
     asyncio.run(serve(lab, fv.port, ready=lambda url: print(f'GAN Lab at {url}', flush=True)))
   except KeyboardInterrupt:
     saved = lab.stop()
-    print(f'saved the session to {saved}' if saved else 'nothing new to save', flush=True)
+    if saved:
+      print(f'saved the session to {saved}', flush=True)
+    elif lab.saved_round is not None:  # saved already, e.g. when the last tab closed
+      print(f'the session is saved in {lab.session.workdir} (round {lab.saved_round})',
+            flush=True)
+    else:
+      print('nothing new to save', flush=True)
     raise SystemExit(0) from None
 
 

@@ -72,6 +72,7 @@ def test_play_steps_edits_drawing_and_save_in_the_browser(page):
   assert np.abs(moved - first).max() > 1e-4
   tab.screenshot(path=str(tmp / '2_played.png'))
 
+  n_d = lab_value(tab, 'state.settings["train.n_d"]')
   for button, moves, stays in (('#step_d', 'd', 'g'), ('#step_g', 'g', 'd')):
     before, r = host(server.lab.session.state), server.lab.session.round
     tab.click(button)
@@ -80,7 +81,7 @@ def test_play_steps_edits_drawing_and_save_in_the_browser(page):
     assert changed(before[moves]['params'], after[moves]['params']), button
     assert not changed(before[stays], after[stays]), button  # bitwise untouched
     assert not changed(before[f'{stays}_opt'], after[f'{stays}_opt']), button
-  assert lab_value(tab, 'state.settings["train.n_d"]') == 1  # back to the round's settings
+  assert lab_value(tab, 'state.settings["train.n_d"]') == n_d  # back to the round's settings
 
   tab.fill('#set-optim-d_lr', '0.0025')  # a learning rate mid-run
   tab.press('#set-optim-d_lr', 'Enter')

@@ -185,7 +185,8 @@ def test_ctrl_c_leaves_a_workdir_that_launch_gan_resumes(tmp_path):
   finally:
     proc.kill()
   assert proc.returncode == 0, out
-  assert 'saved the session to' in out
+  # Saved on Ctrl-C, or already when the page's socket closed (the last tab's autosave).
+  assert 'saved the session to' in out or 'the session is saved in' in out, out
   workdir = root / 'session-001'
   from gan.train import train_and_evaluate
   config = load_config(str(workdir / 'lab_config.py'))
