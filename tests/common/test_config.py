@@ -120,6 +120,7 @@ def _cache_settings(env):
   return out.stdout.split()
 
 
+@pytest.mark.slow
 def test_compile_cache_location_and_switch(tmp_path):
   assert _cache_settings({'ADVCNN_CACHE': str(tmp_path)}) == [str(tmp_path / 'xla'), '0.5']
   mine = str(tmp_path / 'mine')

@@ -82,6 +82,7 @@ def test_quick_variants_run_end_to_end(tmp_path, spec):
     assert 0 <= summary['js'] <= np.log(2) and summary['kl'] >= 0
 
 
+@pytest.mark.slow
 def test_quick_mlp_on_digits_trains(tmp_path):
   # model.name=mlp on images: G's tanh output is reshaped to [B, 8, 8, 1], D flattens it.
   config = load_config('gan/configs/dcgan_digits.py:quick',
@@ -248,6 +249,7 @@ def test_different_config_refused_and_nothing_lost(tmp_path, capsys):
   assert _tree_digest(wd) == before
 
 
+@pytest.mark.slow
 def test_cli_prints_results_and_errors_without_traceback(tmp_path):
   ok = _run_cli([f'--config={TOY}:disjoint,quick', f'--workdir={tmp_path}/ok'])
   assert ok.returncode == 0, ok.stderr

@@ -161,6 +161,7 @@ def test_keras_parity(keras_case):
     convert.from_keras(tmp / f'{arch}_legacy_notop.h5', arch)
 
 
+@pytest.mark.slow
 def test_legacy_test_file_loads_in_keras(keras_case):
   """Keras' own legacy-HDF5 reader restores the model from the hand-written
   file, so the file mirrors the published layout."""
