@@ -22,10 +22,18 @@ from common.config import define_config_flag, flatten_config, parse_config_flags
     resolve_config_spec
 from common.diskspace import disk_full_message
 from common.errors import AgreedUserError, UserError
-from common import workdir as workdir_lib
-from common.workdir import lock_workdir, resume_note, saved_steps, unlock_all
+from common.workdir import current_workdir, lock_workdir, note_current_workdir, resume_note, \
+    saved_steps, unlock_all
 
 HELP_FLAGS = ('-h', '--help', '--helpfull')
+# What a training launcher's --help says about its run's workdir, signals and exit codes.
+TRAINING_RUN_HELP = '''A run keeps its workdir to itself (WORKDIR/.lock): a second launch on it stops at once, naming
+the holder. SIGTERM or SIGINT (preemption, scancel, Ctrl-C) ends the chunk of steps in progress,
+saves a checkpoint there and prints 'preempted at step N'; the same command resumes it. In a
+multi-process run a lost process stops the others within ADVCNN_PEER_TIMEOUT seconds (default
+60). Exit codes: 0 done; 2 bad input or no space left on the device (one line on stderr);
+75 stopped early, nothing lost (a signal or a lost process): rerun to resume (requeue on it).
+'''
 
 
 def enable_compile_cache() -> None:
@@ -49,7 +57,7 @@ def note_workdir(workdir: str | None) -> None:
   """Remember the run's workdir, so an early stop can say where the rerun resumes (None: the
   command is not one run, e.g. a sweep); an existing workdir is locked now (on process 0), so
   a second launch on a busy one stops before any work."""
-  workdir_lib.note_current(workdir)
+  note_current_workdir(workdir)
   if workdir and os.path.isdir(workdir):
     from common import distributed
     if distributed.is_main():
@@ -57,7 +65,7 @@ def note_workdir(workdir: str | None) -> None:
 
 
 def interrupted_message() -> str:
-  workdir = workdir_lib.current()
+  workdir = current_workdir()
   if workdir is not None and not saved_steps(workdir):
     return 'interrupted before the first checkpoint; rerunning the same command starts over'
   return f'interrupted; {resume_note()}'
@@ -89,7 +97,7 @@ def main_guard(fn: Callable[[], object]) -> None:
       # Ctrl-C into a traceback. Checkpoints are written synchronously, so nothing is lost.
       message, code, at_once = interrupted_message(), preemption.EXIT_PREEMPTED, True
     except Exception as e:
-      full = disk_full_message(e, workdir_lib.current())
+      full = disk_full_message(e, current_workdir())
       if full is None:
         _unexpected()
         raise

@@ -198,12 +198,12 @@ def _write_or_check_config(workdir: str, config: ml_collections.ConfigDict) -> b
 _current: str | None = None
 
 
-def note_current(workdir: str | None) -> None:
+def note_current_workdir(workdir: str | None) -> None:
   global _current
   _current = workdir
 
 
-def current() -> str | None:
+def current_workdir() -> str | None:
   return _current
 
 

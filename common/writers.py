@@ -64,7 +64,7 @@ class MetricWriter:
     """Keep the rows up to `step` (and no line cut short by a kill or a full disk)."""
     with open(self.path) as f:
       lines = f.readlines()
-    keep = [l for l in lines if _row_step(l) is not None and _row_step(l) <= step]
+    keep = [l for l in lines if (row := _parse_row(l)) is not None and row['step'] <= step]
     if keep != lines:
       with writing('metrics.jsonl', self.path, self.workdir):
         replace_atomically(self.path, ''.join(keep))
@@ -157,17 +157,19 @@ def append_line(path: str, line: str) -> None:
     os.close(fd)
 
 
-def _row_step(line: str) -> int | None:
+def _parse_row(line: str) -> dict | None:
+  """A metrics.jsonl line as its row; None for a line that is not a whole row with a step."""
   try:
-    return json.loads(line)['step']
-  except (ValueError, KeyError, TypeError):
+    row = json.loads(line)
+  except ValueError:
     return None
+  return row if isinstance(row, dict) and 'step' in row else None
 
 
 def read_metrics(workdir: str) -> list[dict]:
   """The rows of metrics.jsonl (a last line cut short by a kill is left out)."""
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(l) for l in f if l.strip() and _row_step(l) is not None]
+    return [row for row in map(_parse_row, f) if row is not None]
 
 
 def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:

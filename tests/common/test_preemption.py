@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from common import preemption
@@ -14,7 +13,7 @@ from common.config import load_config
 from common.writers import read_metrics
 from gan import train
 from gan.steps import GanSteps
-from tests.gan.test_train import RESUME, REPO, TOY, _final_state, _flat
+from tests.gan.test_train import RESUME, REPO, TOY, assert_same_finished_run
 
 QUICK = [f'--config={TOY}:ring8,quick', '--config.eval.plots=False']
 
@@ -83,13 +82,7 @@ def test_sigterm_then_rerun_is_bitwise_equal_to_uninterrupted(tmp_path):
   assert resumed.returncode == 0, resumed.stderr
   straight = str(tmp_path / 'straight')
   train.train_and_evaluate(load_config(TOY + ':ring8', RESUME), straight)
-  (step_a, a), (step_b, b) = _final_state(stopped), _final_state(straight)
-  assert step_a == step_b == 600
-  fa, fb = _flat(a), _flat(b)
-  assert fa.keys() == fb.keys()
-  for k in fa:
-    assert np.array_equal(fa[k], fb[k]), k
-  assert read_metrics(stopped) == read_metrics(straight)
+  assert_same_finished_run(stopped, straight, 600)
 
 
 @pytest.mark.slow
@@ -111,11 +104,4 @@ def test_transfer_sigint_then_rerun_is_bitwise_equal_to_uninterrupted(tmp_path):
   straight = str(tmp_path / 'straight')
   from transfer import train as transfer_train
   transfer_train.train_and_evaluate(load_config(spec, overrides), straight)
-  fa, fb = _flat(_final_state(stopped)[1]), _flat(_final_state(straight)[1])
-  assert fa.keys() == fb.keys()
-  for k in fa:
-    assert np.array_equal(fa[k], fb[k]), k
-  timing = ('seconds', 'per_sec')
-  strip = lambda rows: [{k: v for k, v in r.items() if not any(t in k for t in timing)}
-                        for r in rows]
-  assert strip(read_metrics(stopped)) == strip(read_metrics(straight))
+  assert_same_finished_run(stopped, straight, timing=('seconds', 'per_sec'))

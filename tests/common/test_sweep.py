@@ -279,17 +279,21 @@ def test_allow_failures_exits_0_and_a_rerun_reruns_only_the_failed(tmp_path, cap
   assert '3 points: 0 ran, 1 skipped (finished before), 1 failed, 1 diverged' in out
 
 
-def test_progress_lines_stream_as_points_finish(tmp_path, fake_launcher):
-  """Through a pipe (not a terminal): the first point's row arrives while the second runs."""
-  wd = tmp_path / 'sweep'
+def _sweep_process(wd, *flags: str) -> subprocess.Popen:
+  """`launch.sweep` on the toy config as a child process (pipes for stdout and stderr), its
+  points run by the fake launcher."""
   run = ('import sys; from common import cli, sweep; import launch.sweep; '
          'sweep.launcher_for = lambda spec: "fakelaunch"; '
          'cli.main_guard(lambda: launch.sweep.main(sys.argv))')
-  proc = subprocess.Popen(
-      [sys.executable, '-c', run, f'--config={TOY}', f'--workdir={wd}',
-       '--sweep=optim.g_lr=0.001,0.5', '--metrics=modes'],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  return subprocess.Popen([sys.executable, '-c', run, f'--config={TOY}', f'--workdir={wd}', *flags],
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+
+
+def test_progress_lines_stream_as_points_finish(tmp_path, fake_launcher):
+  """Through a pipe (not a terminal): the first point's row arrives while the second runs."""
+  wd = tmp_path / 'sweep'
+  proc = _sweep_process(wd, '--sweep=optim.g_lr=0.001,0.5', '--metrics=modes')
   try:
     seen = []
     while not seen or not seen[-1].startswith('1 of 2 done'):
@@ -352,15 +356,8 @@ def test_a_job_that_fails_itself_is_a_failed_point(tmp_path, monkeypatch, fake_l
 def test_interrupting_a_sweep_cancels_its_jobs(tmp_path, fake_launcher):
   """SIGINT (Ctrl-C) ends the sweep with exit 75 at once, and its running jobs with it."""
   wd = tmp_path / 'sweep'
-  run = ('import sys; from common import cli, sweep; import launch.sweep; '
-         'sweep.launcher_for = lambda spec: "fakelaunch"; '
-         'cli.main_guard(lambda: launch.sweep.main(sys.argv))')
-  proc = subprocess.Popen(
-      [sys.executable, '-c', run, f'--config={TOY}', f'--workdir={wd}',
-       '--sweep=optim.g_lr=0.5 seed=0:2', '--executor=submitit_local', '--parallel=2',
-       '--slurm_gpus_per_node=0'],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  proc = _sweep_process(wd, '--sweep=optim.g_lr=0.5 seed=0:2', '--executor=submitit_local',
+                        '--parallel=2', '--slurm_gpus_per_node=0')
   running = lambda: subprocess.run(['pgrep', '-f', f'fakelaunch.*--workdir={wd}'],
                                    capture_output=True, text=True).stdout.split()
   try:
@@ -383,14 +380,7 @@ def test_sigterm_reaches_the_local_points_and_the_sweep_exits_75(tmp_path, fake_
   """A preempted sweep forwards SIGTERM to its running points, waits for each to stop (with a
   checkpoint, in a real run) and exits 75; nothing is reported as done or failed."""
   wd = tmp_path / 'sweep'
-  run = ('import sys; from common import cli, sweep; import launch.sweep; '
-         'sweep.launcher_for = lambda spec: "fakelaunch"; '
-         'cli.main_guard(lambda: launch.sweep.main(sys.argv))')
-  proc = subprocess.Popen(
-      [sys.executable, '-c', run, f'--config={TOY}', f'--workdir={wd}',
-       '--sweep=optim.g_lr=0.4 seed=0:2', '--parallel=2'],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  proc = _sweep_process(wd, '--sweep=optim.g_lr=0.4 seed=0:2', '--parallel=2')
   points = [wd / 'points' / f'optim.g_lr-0.4__seed-{s}' for s in (0, 1)]
   deadline = time.monotonic() + 60
   while not all((p / 'started').exists() for p in points):

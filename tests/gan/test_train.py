@@ -41,6 +41,21 @@ def _final_state(workdir):
   return step, ckptr.restore(path, target)
 
 
+def assert_same_finished_run(a: str, b: str, step: int | None = None,
+                             timing: tuple[str, ...] = ()) -> None:
+  """Both workdirs end (at `step`, when given) with bitwise-equal final states and equal
+  metrics.jsonl rows, keys containing any of `timing` aside."""
+  (step_a, state_a), (step_b, state_b) = _final_state(a), _final_state(b)
+  assert step_a == step_b and step in (None, step_a)
+  fa, fb = _flat(state_a), _flat(state_b)
+  assert fa.keys() == fb.keys()
+  for k in fa:
+    assert np.array_equal(fa[k], fb[k]), k
+  strip = lambda rows: [{k: v for k, v in r.items() if not any(t in k for t in timing)}
+                        for r in rows]
+  assert strip(read_metrics(a)) == strip(read_metrics(b))
+
+
 def _flat(tree, prefix=''):
   if isinstance(tree, dict):
     out = {}
@@ -133,14 +148,7 @@ def test_sigkill_then_resume_is_bitwise_equal_to_uninterrupted(tmp_path):
   assert resumed.returncode == 0, resumed.stderr
   straight = str(tmp_path / 'straight')
   train.train_and_evaluate(load_config(TOY + ':ring8', RESUME), straight)
-  step_a, a = _final_state(killed)
-  step_b, b = _final_state(straight)
-  assert step_a == step_b == 600
-  fa, fb = _flat(a), _flat(b)
-  assert fa.keys() == fb.keys()
-  for k in fa:
-    assert np.array_equal(fa[k], fb[k]), k
-  assert read_metrics(killed) == read_metrics(straight)
+  assert_same_finished_run(killed, straight, 600)
 
 
 @pytest.mark.slow
