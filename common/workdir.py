@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from importlib import metadata
 
 import ml_collections
@@ -70,21 +71,26 @@ def read_config(workdir: str, what_to_do: str) -> dict:
   return config
 
 
-def _holder(fd: int) -> str:
-  """'PID 123 on host h, started 2024-05-01 12:00:00' from a lock file's record."""
-  try:
-    record = json.loads(os.pread(fd, 4096, 0).decode() or '{}')
-    return (f'PID {record["pid"]} on host {record["host"]}, started {record["started"]}')
-  except (OSError, ValueError, KeyError, TypeError):
-    return 'a process that has not recorded itself yet'
+def _holder(fd: int, patience_s: float = 2.0) -> str:
+  """'PID 123 on host h, started 2024-05-01 12:00:00' from a lock file's record, waiting up to
+  `patience_s` for a holder that took the lock a moment ago to write it."""
+  deadline = time.monotonic() + patience_s
+  while True:
+    try:
+      record = json.loads(os.pread(fd, 4096, 0).decode() or '{}')
+      return (f'PID {record["pid"]} on host {record["host"]}, started {record["started"]}')
+    except (OSError, ValueError, KeyError, TypeError):
+      if time.monotonic() > deadline:
+        return 'a process that has not recorded itself yet'
+      time.sleep(0.05)
 
 
-def lock_workdir(workdir: str, record: bool = True) -> bool:
+def lock_workdir(workdir: str) -> bool:
   """Hold `workdir/.lock` (an exclusive `flock`) until `unlock_workdir` or the process ends;
   True when this call took it, False when this process held it already.
 
   A second process asking for a held workdir gets a one-line UserError naming the holder (PID,
-  host, start time, which `record` writes into the file). The kernel drops the lock of a
+  host, start time, which the taker writes into the file at once). The kernel drops the lock of a
   process that died, even by SIGKILL, so a stale lock file is taken over without a word. A
   filesystem without `flock` (some network mounts) runs unlocked.
   """
@@ -107,21 +113,18 @@ def lock_workdir(workdir: str, record: bool = True) -> bool:
       os.close(fd)
       raise
   _held[path] = fd
-  if record:
-    record_lock_holder(workdir)
+  _record_holder(fd)
   return True
 
 
-def record_lock_holder(workdir: str) -> None:
+def _record_holder(fd: int) -> None:
   """Write this process (PID, host, start time) into the lock file it holds."""
-  fd = _held.get(os.path.realpath(os.path.join(workdir, LOCK_FILE)))
-  if fd is None:
-    return
   record = {'pid': os.getpid(), 'host': socket.gethostname(),
             'started': datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S')}
   try:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(record).encode(), 0)
+    data = json.dumps(record).encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
   except OSError:
     pass  # a full disk: the lock holds without its record
 
@@ -156,15 +159,13 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> bool:
     raise UserError(f'cannot create workdir {workdir!r} ({e.strerror}); choose a writable path') from None
   if not os.access(workdir, os.W_OK | os.X_OK):
     raise UserError(f'workdir {workdir!r} is not writable; choose a writable path')
-  taken = lock_workdir(workdir, record=False)
+  taken = lock_workdir(workdir)
   try:
-    existed = _write_or_check_config(workdir, config)
+    return _write_or_check_config(workdir, config)
   except BaseException:
     if taken:
       unlock_workdir(workdir)
     raise
-  record_lock_holder(workdir)
-  return existed
 
 
 def _write_or_check_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
