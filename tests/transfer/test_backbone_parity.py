@@ -44,6 +44,7 @@ def _check(variables, arch, style, include_top, images, ref_out, ref_stages, wha
   return ratios
 
 
+@pytest.mark.slow
 def test_vgg16_torchvision_features_from_notop_safetensors(tmp_path):
   """Features of a torchvision VGG16 file without its classifier, block by block."""
   model = torch_reference.torch_vgg('vgg16', NUM_CLASSES, seed=1, include_top=False)

@@ -122,7 +122,10 @@ def test_torchvision_train_mode_matches_torch(tmp_path):
 # keras style against keras.applications.
 
 
-@pytest.fixture(scope='module', params=KERAS_ARCHS)
+# The fast suite builds one Keras model (resnet101, for the wrong-arch test); the parity tests
+# with every depth run in the slow suite.
+@pytest.fixture(scope='module', params=[
+    a if a == 'resnet101' else pytest.param(a, marks=pytest.mark.slow) for a in KERAS_ARCHS])
 def keras_case(request, tmp_path_factory):
   arch = request.param
   tmp = tmp_path_factory.mktemp(f'keras_{arch}')
@@ -195,6 +198,7 @@ def test_keras_wrong_arch_is_reported(keras_case):
 # Model construction.
 
 
+@pytest.mark.slow
 def test_every_registered_arch_builds_in_its_styles():
   for arch, spec in resnet.ARCHS.items():
     for style in spec.styles:
