@@ -39,9 +39,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_loss(config.loss)
   _check_model(config)
   _check_eval(config)
-  if augment.build(config.augment) is not None and config.model.name not in models.IMAGE_MODELS:
-    raise UserError(f'augment.name={config.augment.name} augments images; model '
-                    f'{config.model.name!r} trains on points: set augment.name=none')
+  if augment.build(config.augment) is not None and config.data.name not in images.IMAGE_DATASETS:
+    raise UserError(f'augment.name={config.augment.name} augments images; data.name='
+                    f'{config.data.name} is 2D points: set augment.name=none')
   sharding.check_param_mode(config.sharding.params, config.sharding.min_size)
   _check_memory(config)
 

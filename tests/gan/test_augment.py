@@ -289,3 +289,26 @@ def test_augmenting_points_is_refused():
   from gan import train
   with pytest.raises(UserError, match='augment.name=diffaug augments images'):
     train.validate(load_config('gan/configs/toy2d.py:ring8,quick', ['augment.name=diffaug']))
+
+
+
+
+def test_an_mlp_on_images_sees_augmented_images():
+  """The MLP pair trains on image datasets (its G ends in images, its D flattens them), so
+  augmentation applies to it as to the convolutional models."""
+  from gan import train
+  config, steps = _digits_steps(['augment.name=diffaug', 'model.name=mlp', 'model.hidden=8',
+                                 'model.depth=1'])
+  train.validate(config)
+  seen = []
+
+  def recorder(key, x, p):
+    seen.append(x.shape)
+    return steps_augment(key, x, p)
+
+  steps_augment = steps.augment.apply
+  steps.augment = steps.augment._replace(apply=recorder)
+  state = jax.jit(steps.init, static_argnums=1)(jax.random.key(0), (8, 8, 1))
+  batches = {'image': jnp.asarray(_images((1, 4, 8, 8, 1), 10))}
+  jax.eval_shape(steps.round, state, batches)
+  assert seen == [(8, 8, 8, 1), (4, 8, 8, 1)]  # D's [real; fake], then G's fakes
