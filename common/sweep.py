@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Callable, Sequence
 
@@ -116,6 +117,9 @@ def _die_with_parent():
 
 
 _children: set[subprocess.Popen] = set()  # points running as subprocesses of this process
+# A point's child runs one prctl call between fork and exec, no JAX: the warning JAX gives on
+# every fork of a process that imported it (a config file may import it) does not apply.
+warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called', category=RuntimeWarning)
 _children_lock = threading.Lock()
 
 

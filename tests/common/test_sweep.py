@@ -281,8 +281,8 @@ def test_allow_failures_exits_0_and_a_rerun_reruns_only_the_failed(tmp_path, cap
 
 def _sweep_process(wd, *flags: str) -> subprocess.Popen:
   """`launch.sweep` on the toy config as a child process (pipes for stdout and stderr), its
-  points run by the fake launcher."""
-  run = ('import sys; from common import cli, sweep; import launch.sweep; '
+  points run by the fake launcher. JAX starts first, as a config file may make it."""
+  run = ('import sys, jax; jax.devices(); from common import cli, sweep; import launch.sweep; '
          'sweep.launcher_for = lambda spec: "fakelaunch"; '
          'cli.main_guard(lambda: launch.sweep.main(sys.argv))')
   return subprocess.Popen([sys.executable, '-c', run, f'--config={TOY}', f'--workdir={wd}', *flags],
@@ -311,6 +311,7 @@ def test_progress_lines_stream_as_points_finish(tmp_path, fake_launcher):
     proc.wait(timeout=60)
   assert proc.returncode == 0
   assert rest[0] == '[2/2] start optim.g_lr=0.5' and rest[2] == '2 of 2 done, 0 failed, 0 diverged'
+  assert 'os.fork()' not in proc.stderr.read()  # JAX's fork warning does not apply to points
 
 
 def test_one_plot_per_metric_at_150_dpi(tmp_path, fake_launcher):
