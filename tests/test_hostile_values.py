@@ -72,10 +72,9 @@ def test_hostile_values_are_refused_with_one_line_or_accepted(spec):
 
 def _used(spec):
   """Size keys the config's model or data really reads."""
-  if 'toy2d' in spec:
-    return {'hidden', 'num_samples', 'batch_size'}
   if spec.startswith('gan/'):
-    return {'features', 'num_samples', 'batch_size'}
+    width = 'hidden' if load_config(spec).model.name == 'mlp' else 'features'
+    return {width, 'num_samples', 'batch_size'}
   return {'image_size', 'eval_batch_size', 'batch_size'}
 
 
