@@ -91,9 +91,13 @@ async def guard(request: web.Request, handler):
   return response
 
 
+LAB_KEY = web.AppKey('lab', Lab)
+HUB_KEY = web.AppKey('hub', Hub)
+
+
 def make_app(lab: Lab, hub: Hub) -> web.Application:
   app = web.Application(middlewares=[guard], client_max_size=MAX_UPLOAD)
-  app['lab'], app['hub'] = lab, hub
+  app[LAB_KEY], app[HUB_KEY] = lab, hub
 
   async def index(request):
     return web.FileResponse(os.path.join(STATIC, 'index.html'))
@@ -114,7 +118,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
   if origin is not None and origin.split('://', 1)[-1] != request.host:
     log.warning('refused a WebSocket from origin %r', origin)
     return web.Response(status=403, text='WebSockets only from the lab\'s own page')
-  lab, hub = request.app['lab'], request.app['hub']
+  lab, hub = request.app[LAB_KEY], request.app[HUB_KEY]
   ws = web.WebSocketResponse(max_msg_size=protocol.MAX_MESSAGE, heartbeat=30)
   await ws.prepare(request)
   tab = Tab(ws)
@@ -158,7 +162,7 @@ def hello(lab: Lab, snapshot: dict) -> dict:
 async def upload(request: web.Request) -> web.Response:
   """A points file (.csv, .npy, .txt) as multipart field 'file': its name only gives the type;
   it is stored in the session's points/ folder under a name the lab picks."""
-  lab = request.app['lab']
+  lab = request.app[LAB_KEY]
 
   def refuse(message: str, status: int = 400) -> web.Response:
     log.warning('refused an upload: %s', message)
