@@ -244,8 +244,9 @@ def _digits_steps(overrides):
   return config, GanSteps(gen, disc, config, real_fn=lambda _, b: b['image'])
 
 
-def test_round_augments_real_and_fake_for_d_and_fake_for_g():
-  config, steps = _digits_steps(['augment.name=diffaug', 'train.n_d=2'])
+def _augmented_in_one_round(overrides: list[str], batch_shape: tuple[int, ...]):
+  """(shape, p) of every batch the round of the digits steps with `overrides` augments."""
+  config, steps = _digits_steps(overrides)
   seen = []
 
   def recorder(key, x, p):
@@ -255,8 +256,12 @@ def test_round_augments_real_and_fake_for_d_and_fake_for_g():
   steps_augment = steps.augment.apply
   steps.augment = steps.augment._replace(apply=recorder)
   state = jax.jit(steps.init, static_argnums=1)(jax.random.key(0), (8, 8, 1))
-  batches = {'image': jnp.asarray(_images((2, 4, 8, 8, 1), 10))}
-  jax.eval_shape(steps.round, state, batches)
+  jax.eval_shape(steps.round, state, {'image': jnp.asarray(_images(batch_shape, 10))})
+  return config, seen
+
+
+def test_round_augments_real_and_fake_for_d_and_fake_for_g():
+  _, seen = _augmented_in_one_round(['augment.name=diffaug', 'train.n_d=2'], (2, 4, 8, 8, 1))
   # Two D steps on [real; fake] (8 images each), then the G step on its 4 fakes.
   assert [s for s, _ in seen] == [(8, 8, 8, 1), (8, 8, 8, 1), (4, 8, 8, 1)]
   assert all(p is None for _, p in seen)
@@ -291,24 +296,12 @@ def test_augmenting_points_is_refused():
     train.validate(load_config('gan/configs/toy2d.py:ring8,quick', ['augment.name=diffaug']))
 
 
-
-
 def test_an_mlp_on_images_sees_augmented_images():
   """The MLP pair trains on image datasets (its G ends in images, its D flattens them), so
   augmentation applies to it as to the convolutional models."""
   from gan import train
-  config, steps = _digits_steps(['augment.name=diffaug', 'model.name=mlp', 'model.hidden=8',
-                                 'model.depth=1'])
+  config, seen = _augmented_in_one_round(['augment.name=diffaug', 'model.name=mlp',
+                                          'model.hidden=8', 'model.depth=1'], (1, 4, 8, 8, 1))
   train.validate(config)
-  seen = []
-
-  def recorder(key, x, p):
-    seen.append(x.shape)
-    return steps_augment(key, x, p)
-
-  steps_augment = steps.augment.apply
-  steps.augment = steps.augment._replace(apply=recorder)
-  state = jax.jit(steps.init, static_argnums=1)(jax.random.key(0), (8, 8, 1))
-  batches = {'image': jnp.asarray(_images((1, 4, 8, 8, 1), 10))}
-  jax.eval_shape(steps.round, state, batches)
-  assert seen == [(8, 8, 8, 1), (4, 8, 8, 1)]  # D's [real; fake], then G's fakes
+  # D's [real; fake], then G's fakes.
+  assert [s for s, _ in seen] == [(8, 8, 8, 1), (4, 8, 8, 1)]
