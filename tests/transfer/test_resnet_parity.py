@@ -122,10 +122,9 @@ def test_torchvision_train_mode_matches_torch(tmp_path):
 # keras style against keras.applications.
 
 
-# The fast suite builds one Keras model (resnet101, for the wrong-arch test); the parity tests
-# with every depth run in the slow suite.
+# Building Keras models takes seconds each: the Keras tests run in the slow suite.
 @pytest.fixture(scope='module', params=[
-    a if a == 'resnet101' else pytest.param(a, marks=pytest.mark.slow) for a in KERAS_ARCHS])
+    pytest.param(a, marks=pytest.mark.slow) for a in KERAS_ARCHS])
 def keras_case(request, tmp_path_factory):
   arch = request.param
   tmp = tmp_path_factory.mktemp(f'keras_{arch}')
