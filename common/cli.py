@@ -27,7 +27,8 @@ from common.workdir import current_workdir, lock_workdir, note_current_workdir, 
 
 HELP_FLAGS = ('-h', '--help', '--helpfull')
 # What a training launcher's --help says about its run's workdir, signals and exit codes.
-TRAINING_RUN_HELP = '''A run keeps its workdir to itself (WORKDIR/.lock): a second launch on it stops at once, naming
+TRAINING_RUN_HELP = '''\
+A run keeps its workdir to itself (WORKDIR/.lock): a second launch on it stops at once, naming
 the holder. SIGTERM or SIGINT (preemption, scancel, Ctrl-C) ends the chunk of steps in progress,
 saves a checkpoint there and prints 'preempted at step N'; the same command resumes it. In a
 multi-process run a lost process stops the others within ADVCNN_PEER_TIMEOUT seconds (default

@@ -116,10 +116,11 @@ def _die_with_parent():
     pass
 
 
-_children: set[subprocess.Popen] = set()  # points running as subprocesses of this process
 # A point's child runs one prctl call between fork and exec, no JAX: the warning JAX gives on
 # every fork of a process that imported it (a config file may import it) does not apply.
 warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called', category=RuntimeWarning)
+
+_children: set[subprocess.Popen] = set()  # points running as subprocesses of this process
 _children_lock = threading.Lock()
 
 

@@ -15,7 +15,8 @@ DEFAULT_CONFIG = 'gan/configs/dcgan_digits.py'
 
 def main(argv: list[str]) -> None:
   from gan.configs.base import HELP
-  fv, spec = cli.parse(argv, DEFAULT_CONFIG, doc=__doc__ + '\n' + cli.TRAINING_RUN_HELP, key_help=HELP)
+  fv, spec = cli.parse(argv, DEFAULT_CONFIG, doc=__doc__ + '\n' + cli.TRAINING_RUN_HELP,
+                       key_help=HELP)
   distributed.initialize()
   workdir = fv.workdir or cli.default_workdir(spec)
   cli.note_workdir(workdir)

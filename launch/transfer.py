@@ -18,7 +18,8 @@ DEFAULT_CONFIG = 'transfer/configs/digits.py'
 
 def main(argv: list[str]) -> None:
   from transfer.configs.base import HELP
-  fv, spec = cli.parse(argv, DEFAULT_CONFIG, doc=__doc__ + '\n' + cli.TRAINING_RUN_HELP, key_help=HELP)
+  fv, spec = cli.parse(argv, DEFAULT_CONFIG, doc=__doc__ + '\n' + cli.TRAINING_RUN_HELP,
+                       key_help=HELP)
   distributed.initialize()
   workdir = fv.workdir or cli.default_workdir(spec)
   cli.note_workdir(workdir)

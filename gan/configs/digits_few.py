@@ -2,8 +2,9 @@
 ablation. ARG = none | diffaug | ada [,quick] picks the augmentation of what D sees; FID_digits
 is measured at the end against the whole dataset, next to its real-vs-real floor.
 
-The models are the default digits GAN's MLP pair (3 hidden layers of 256, lazy R1): its D
-memorises 180 images, which is the regime where augmentation pays. ADA moves p towards a mean
+The models are the default digits GAN's MLP pair (3 hidden layers of 256, lazy R1); the 8x8
+DCGAN, one layer deep at this size, did not overfit 180 images within the run, so augmentation
+only slowed it (README). ADA moves p towards a mean
 sign of D on reals of 0.2: with R1, this D's sign sits near ADA's usual target of 0.6 from the
 start, so at 0.6 p hardly moves (0.04 after 3,000 rounds). ADA uses the geometric ops only: the
 colour ops invert or shift the ink of grey digits.
