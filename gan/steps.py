@@ -327,7 +327,7 @@ class GanSteps:
     return {**state, 'augment_p': p}
 
   def train_chunk(self, state: State, batches: Any, num_rounds: int,
-                  hp: dict | None = None) -> tuple[State, dict]:
+                  hp: dict | None = None, length: int | None = None) -> tuple[State, dict]:
     """`num_rounds` rounds in one jit call; metrics come back per round as host arrays
     [num_rounds].
 
@@ -336,10 +336,14 @@ class GanSteps:
     by it costs no recompiles). `batches`, when given, may be longer than `num_rounds`
     ([L, n_d, B, ...], padded by `GanData.next_chunk`); the extra rounds are not run.
     `hp` (default: `hyperparams` of this config) are the learning rates and penalty weights,
-    passed as arguments: a chunk with other values reuses the compilation.
+    passed as arguments: a chunk with other values reuses the compilation. `length` (without
+    `batches`) sets the round slots of the scan instead of `train.rounds_per_call`: each length
+    compiles once, and a short one spares short chunks the slots they skip.
     """
-    length = (max(num_rounds, int(self.cfg.train.rounds_per_call)) if batches is None
-              else jax.tree.leaves(batches)[0].shape[0])
+    if batches is not None:
+      length = jax.tree.leaves(batches)[0].shape[0]
+    else:
+      length = max(num_rounds, length or int(self.cfg.train.rounds_per_call))
     if not 1 <= num_rounds <= length:
       raise ValueError(f'num_rounds={num_rounds} must be in [1, {length}]')
     hp = hyperparams(self.cfg) if hp is None else hp

@@ -53,6 +53,7 @@ class Lab:
     self.publish = publish
     self.commands: queue.Queue = queue.Queue()
     self.playing, self.slowmo, self.rounds_per_frame = False, False, 20
+    self._first_frame = False  # play was just pressed: draw after the first slice of rounds
     self.saved_round: int | None = None
     self.lock = threading.Lock()  # guards `snapshot`, read by the server for new tabs
     self.snapshot: dict = {}
@@ -89,7 +90,12 @@ class Lab:
         self._safely(self._handle, msg)
         continue  # handle every queued message before the next chunk
       if self.playing:
-        self._safely(self._advance, 1 if self.slowmo else self.rounds_per_frame)
+        # The first frame after play comes after one slice of rounds, so the page sees play
+        # at once; later frames come every rounds_per_frame rounds, or sooner when a message
+        # waits (a pause or an edit takes effect within a slice, not a whole frame's rounds).
+        first, self._first_frame = self._first_frame, False
+        self._safely(self._advance, 1 if self.slowmo else self.rounds_per_frame,
+                     lambda: first or not self.commands.empty())
         if self.slowmo:
           self._stop.wait(SLOWMO_SECONDS)
 
@@ -110,6 +116,7 @@ class Lab:
   def _handle(self, msg: dict) -> None:
     kind = msg['type']
     if kind in ('play', 'pause'):
+      self._first_frame = kind == 'play' and not self.playing
       self.playing = kind == 'play'
     elif kind == 'round':
       self.playing = False
@@ -146,9 +153,10 @@ class Lab:
       self.publish({'type': 'pong', 't': msg['t'], 'round': self.session.round})
     self._publish_state()
 
-  def _advance(self, rounds: int) -> None:
+  def _advance(self, rounds: int, stop: Callable[[], bool] | None = None) -> None:
+    """Up to `rounds` rounds (fewer once `stop()` is true, as `Session.train`), then a frame."""
     self._warm_up()
-    self._record_row(self.session.train(rounds))
+    self._record_row(self.session.train(rounds, stop))
     self._frame()
 
   def _warm_up(self) -> None:

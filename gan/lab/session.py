@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from typing import Callable
 
 import jax
 import ml_collections
@@ -33,6 +35,7 @@ from gan.train import validate
 RUN_FILES = ('config.json', 'metrics.jsonl', 'summary.json', 'checkpoints', 'images',
              'tensorboard', 'lab_config.py')
 CONFIG_FILE = 'lab_config.py'
+SLICE_SECONDS = 0.02  # Session.train(stop=...): rounds between two looks at `stop`
 _EXPORT = '''"""A lab session saved at round {step}, as a config. Replay it from scratch with
 
   python -m launch.gan --config={path} --workdir=NEW_DIR
@@ -93,7 +96,20 @@ class Session:
     if getattr(self.steps, 'lab_warm', False):
       return False
     copy = jax.tree.map(lambda a: a.copy(), self.state)
-    self.steps.train_chunk(copy, None, 1, hyperparams(self.live))
+    hp, per_call = hyperparams(self.live), int(self.base.train.rounds_per_call)
+    copy, _ = self.steps.train_chunk(copy, None, 1, hp)
+    # The slices of train(stop=...): a power of two of rounds that takes about SLICE_SECONDS,
+    # in a scan of their own length (timed on a few rounds, then compiled).
+    n = min(per_call, 8)
+    t0 = time.perf_counter()
+    copy, _ = self.steps.train_chunk(copy, None, n, hp)
+    fit = SLICE_SECONDS / max((time.perf_counter() - t0) / n, 1e-6)
+    k = 1
+    while 2 * k <= min(fit, per_call):
+      k *= 2
+    if k < per_call:
+      self.steps.train_chunk(copy, None, k, hp, length=k)
+    self.steps.lab_slice = k
     self.steps.lab_warm = True
     return True
 
@@ -102,15 +118,24 @@ class Session:
     return int(self.state['step'])
 
   # ---- training ---------------------------------------------------------------------
-  def train(self, rounds: int) -> dict[str, float]:
-    """`rounds` more rounds (in chunks of at most `train.rounds_per_call`); their mean metrics."""
+  def train(self, rounds: int, stop: Callable[[], bool] | None = None) -> dict[str, float]:
+    """`rounds` more rounds (in chunks of at most `train.rounds_per_call`); their mean metrics.
+
+    With `stop`, the rounds run in slices of about SLICE_SECONDS each (sized by `warm_up`), and
+    `stop()` is asked after every slice: once it is true, no more slices run (at least one
+    does). Where the chunks end does not change the state a round leaves.
+    """
     per_call = int(self.base.train.rounds_per_call)
+    length = getattr(self.steps, 'lab_slice', per_call) if stop is not None else per_call
     chunks = []
     while rounds > 0:
-      k = min(rounds, per_call)
-      self.state, metrics = self.steps.train_chunk(self.state, None, k, hyperparams(self.live))
+      k = min(rounds, length)
+      self.state, metrics = self.steps.train_chunk(self.state, None, k, hyperparams(self.live),
+                                                   length)
       chunks.append(metrics)
       rounds -= k
+      if stop is not None and stop():
+        break
     merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
     for k, v in merged.items():
       if not np.all(np.isfinite(v)):

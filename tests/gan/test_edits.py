@@ -63,6 +63,24 @@ def assert_bitwise(a, b):
     assert x.dtype == y.dtype and np.array_equal(x, y), jax.tree_util.keystr(path)
 
 
+def test_a_session_trains_in_slices_stops_when_asked_and_matches_one_chunk(tmp_path):
+  """The lab's play loop: `train(stop=...)` runs slices of `lab_slice` rounds in a scan of that
+  length and stops after the slice in which stop() turns true; the state is bitwise that of the
+  same rounds in one chunk."""
+  base, _ = lab_config(tiny())
+  sliced = Session(base, str(tmp_path / 'sliced'))
+  assert sliced.warm_up()
+  k = sliced.steps.lab_slice
+  assert 1 <= k <= base.train.rounds_per_call and k & (k - 1) == 0  # a power of two
+  sliced.steps.lab_slice = 3
+  asked = []
+  sliced.train(50, stop=lambda: asked.append(sliced.round) or len(asked) == 2)
+  assert asked == [3, 6] and sliced.round == 6
+  whole = Session(base, str(tmp_path / 'whole'))
+  whole.train(6)
+  assert_bitwise(sliced.state, whole.state)
+
+
 @pytest.mark.slow
 def test_a_session_with_live_edits_replays_bitwise(tmp_path):
   """Chunks of any length, a learning-rate change (no recompilation), a D-only round and a
