@@ -32,7 +32,8 @@ HELP = {
                        '(0: none)',
     'model.upsample': 'dcgan G: col2im (fast) | subpixel | transpose (lax.conv_transpose, '
                       'the reference)',
-    'model.noise_dim': 'noise dimensions (1 or 2 for GAN Lab\'s toys)',
+    'model.noise_dim': 'noise dimensions (GAN Lab: 1 or 2; the toys train with 4; the pictures\' '
+                       'manifold is the grid of the first two, the rest at 0)',
     'model.noise': 'noise distribution: uniform on [-1, 1] | gaussian',
     'model.dtype': 'computation dtype: float32 | bfloat16 | auto (bfloat16 on GPU/TPU); '
                    'parameters and optimiser states stay float32',

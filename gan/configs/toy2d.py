@@ -34,8 +34,10 @@ def get_config(arg=None):
     c.loss.r1_every = 16
     c.optim.update(g_lr=3e-3, d_lr=3e-3, schedule='cosine', b1=0.0, b2=0.99)
   else:  # GAN Lab's [0,1]² toys
-    # Three D steps a round at twice G's rate, R1 with gamma 1 and the ring8 rate schedule
-    # (docs/performance.md has the trials and the JS / floor of every seed).
+    # Three D steps a round at twice G's rate, R1 with gamma 1 and the ring8 rate schedule;
+    # 4D noise gives the ring and the Gaussians their spread (docs/performance.md has the
+    # trials and the JS / floor of every seed).
+    c.model.noise_dim = 4
     c.train.steps = 7000
     c.train.n_d = 3
     c.loss.r1_gamma = 1.0

@@ -45,7 +45,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     'loss.gp_weight': (0.0, 1000.0, False), 'loss.r1_gamma': (0.0, 1000.0, False),
     'loss.r1_every': (1, 64, True), 'train.n_d': (0, 10, True), 'train.n_g': (0, 10, True),
     'train.ema_decay': (0.0, 0.9999, False), 'data.batch_size': (2, 2048, True),
-    'model.depth': (0, 5, True), 'model.hidden': (1, 256, True), 'model.noise_dim': (1, 2, True),
+    'model.depth': (0, 5, True), 'model.hidden': (1, 256, True), 'model.noise_dim': (1, 8, True),
     'seed': (0, 2**31 - 1, True),
 }
 RESET_KEYS = ('model.depth', 'model.hidden', 'model.noise_dim', 'seed')
