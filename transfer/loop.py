@@ -29,7 +29,7 @@ from common import sharding
 from common.errors import UserError
 from common.loop import Run, is_due, steps_to_boundary
 from transfer import data as data_lib
-from transfer import convert, evaluate, features, heads, models, selection
+from transfer import convert, evaluate, features, freeze, heads, models, precise_bn, selection
 from transfer import steps as steps_lib
 from transfer import weights as weights_lib
 from transfer.validation import validate
@@ -54,6 +54,7 @@ class _Context:
   best: dict | None = None
   window: list[dict] = dataclasses.field(default_factory=list)
   last_train: dict = dataclasses.field(default_factory=dict)
+  bn_stats_fn: Any = None  # train.precise_bn: built on first use
 
   def cached_split(self, variables, split: str) -> tuple[np.ndarray, np.ndarray]:
     source, key = {'train': (self.data.train, self.data.train_key),
@@ -88,6 +89,22 @@ def _evaluate(ctx: _Context, state: dict, backbone_unchanged: bool, split: str =
       batch = min(batch, len(source))
     logits, labels = evaluate.predict(lambda x: fn(variables, x)[0], source, batch)
   return evaluate.classification_metrics(logits, labels, ctx.data.num_classes)
+
+
+def _for_evaluation(ctx: _Context, i: int, state: dict) -> dict:
+  """`state` as phase i evaluates it: with `train.precise_bn`, and when the phase trains
+  BatchNorm on images, the statistics of the BatchNorms it trains re-estimated on training
+  batches (transfer/precise_bn.py); the training state itself is left as it is."""
+  num_batches = ctx.config.train.precise_bn
+  if (not num_batches or ctx.cached[i] or not ctx.phases[i].bn_train
+      or not jax.tree.leaves(state['batch_stats'])):
+    return state
+  if ctx.bn_stats_fn is None:
+    ctx.bn_stats_fn = precise_bn.statistics_fn(ctx.model, ctx.style)
+  stats = precise_bn.estimate(ctx.bn_stats_fn, state, ctx.data.train, ctx.config.data.batch_size,
+                              num_batches, ctx.data.image_size)
+  stats = freeze.keep_frozen_stats(stats, state['batch_stats'], ctx.fns[i].labels)
+  return {**state, 'batch_stats': stats}
 
 
 def _test_row(m: dict) -> dict:
@@ -158,7 +175,8 @@ def _train_phase(run: Run, ctx: _Context, i: int, state: dict, meta: dict,
       if is_due(run.step, ctx.eval_every, end=ph.end):
         stop = _validate(run, ctx, i, state)
     elif run.step < run.total and is_due(run.step, ctx.eval_every):
-      run.write(_test_row(_evaluate(ctx, state, all(ctx.cached[:i + 1]))))
+      run.write(_test_row(_evaluate(ctx, _for_evaluation(ctx, i, state),
+                                    all(ctx.cached[:i + 1]))))
     if stop:
       run.advance(ph.end - run.step)  # the phase ends here
     saved = state if ctx.best is None else {**state, 'best': ctx.best}
@@ -171,6 +189,7 @@ def _train_phase(run: Run, ctx: _Context, i: int, state: dict, meta: dict,
 def _validate(run: Run, ctx: _Context, i: int, state: dict) -> bool:
   """Evaluates the validation split, keeps the weights if they are the best so far; True when
   the phase should stop early."""
+  state = _for_evaluation(ctx, i, state)  # the weights kept are the ones evaluated
   m = _evaluate(ctx, state, all(ctx.cached[:i + 1]), 'val')
   row = {'val_top1': m['top1'], 'val_loss': m['loss'],
          **({} if m['top5'] is None else {'val_top5': m['top5']})}
@@ -288,7 +307,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     ctx.select.restore(meta.get('selection'))
   final = lambda s: ctx.best or {'params': s['params'], 'batch_stats': s['batch_stats']}
   if done is not None:
-    return done, final(state) if run_.step >= run_.total else None
+    if run_.step < run_.total:
+      return done, None
+    return done, final(state if ctx.best else _for_evaluation(ctx, len(phases) - 1, state))
   run_.start()
   ctx.window = list(meta.get('window', []))
   aug_key = rng_lib.stream(key, 'augment')
@@ -301,6 +322,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       state = _train_phase(run_, ctx, i, state, meta, aug_key)
   if ctx.best is not None:
     state = {**state, **ctx.best}  # the selected weights are the ones tested
+  else:
+    state = _for_evaluation(ctx, len(phases) - 1, state)
   jax.block_until_ready(state)
   summary = _summary(run_, ctx, state, time.perf_counter() - t0)
   if config.train.checkpoint:

@@ -72,6 +72,8 @@ HELP = {
     'train.select': 'validation metric that picks the weights tested at the end: val_top1 | '
                     'val_loss (with data.val_fraction)',
     'train.patience': '> 0: stop a phase after this many evaluations without improvement',
+    'train.precise_bn': '> 0: before each evaluation, BatchNorm statistics re-estimated on this '
+                        'many training batches under the current weights (0: running averages)',
     'train.min_delta': 'smallest change of train.select that counts as an improvement',
     'train.checkpoint': 'keep checkpoints (resume after an interruption)',
     'train.checkpoint_every': 'steps between checkpoints (0: at the end only)',
@@ -123,7 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
   # steps_per_call: XLA:CPU faults in a fresh scratch buffer for every call, so a chunk of steps
   # pays that once (docs/performance.md).
   c.train = dict(epochs=10, head_epochs=10, two_phase_lr_scale=0.1, log_every=10, eval_every=0,
-                 select='val_top1', patience=0, min_delta=0.0,
+                 select='val_top1', patience=0, min_delta=0.0, precise_bn=0,
                  checkpoint=True, checkpoint_every=0, keep_checkpoints=2, steps_per_call=10)
   c.guard = dict(max_abs_loss=1e5)
   c.features = dict(cache=True, dir='', steps_per_call=100)
