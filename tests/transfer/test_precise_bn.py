@@ -15,9 +15,9 @@ from transfer.validation import validate
 
 # Tolerance x max |logit|: eval mode computes (x - mean) * a + bias, train mode x * a + b, and
 # ResNet-50's 2x2 maps of 6 images leave float32 cancellation in E[x^2] - mean^2 to amplify.
-@pytest.mark.parametrize('arch,style,size,tol', [
-    ('resnet18', 'torchvision', 32, 1e-4),
-    pytest.param('resnet50', 'keras', 64, 5e-3, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize('arch,style,size,tol', [('resnet18', 'torchvision', 32, 1e-4),
+                                                 ('resnet50', 'keras', 64, 5e-3)])
 def test_eval_mode_with_precise_statistics_equals_train_mode_on_that_batch(arch, style, size,
                                                                              tol):
   """With the statistics of one batch, the model in eval mode normalises as train mode does on
