@@ -15,7 +15,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -90,5 +89,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  np.set_printoptions(precision=3)
   main()

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transfer import preprocess
+from transfer.preprocessing import resize_center_crop
 
 
 def statistics_fn(model: Any, style: str) -> Callable[[dict, np.ndarray], Any]:
@@ -41,13 +42,6 @@ def statistics_fn(model: Any, style: str) -> Callable[[dict, np.ndarray], Any]:
   return jax.jit(stats)
 
 
-def _centre(images: np.ndarray, size: int) -> np.ndarray:
-  """The centre size x size crop (training records may be stored larger, for random crops)."""
-  h, w = images.shape[1:3]
-  top, left = (h - size) // 2, (w - size) // 2
-  return images[:, top:top + size, left:left + size]
-
-
 def estimate(fn: Callable[[dict, np.ndarray], Any], variables: dict, source, batch_size: int,
              num_batches: int, image_size: int) -> Any:
   """Batch statistics averaged over the first `num_batches` batches of `source` (in record
@@ -56,6 +50,7 @@ def estimate(fn: Callable[[dict, np.ndarray], Any], variables: dict, source, bat
   n = min(len(source), batch_size * num_batches)
   parts = []
   for start in range(0, n, batch_size):
-    images = source.gather(np.arange(start, min(start + batch_size, n)))['image']
-    parts.append(fn(variables, _centre(np.asarray(images), image_size)))
+    images = np.asarray(source.gather(np.arange(start, min(start + batch_size, n)))['image'])
+    # Training records may be stored larger, for random crops: the eval transform's centre crop.
+    parts.append(fn(variables, resize_center_crop(images, min(images.shape[1:3]), image_size)))
   return jax.tree.map(lambda *xs: sum(xs) / len(xs), *parts)

@@ -21,16 +21,13 @@ METRICS = {'val_top1': True, 'val_loss': False}
 
 
 def check(train: Any) -> None:
-  """Validates train.select, train.patience, train.min_delta and train.precise_bn."""
+  """Validates train.select, train.patience and train.min_delta."""
   if train.select not in METRICS:
     raise unknown_name('train.select metric', train.select, METRICS)
   if not train.patience >= 0:
     raise UserError(f'train.patience must be >= 0 (0: no early stopping), got {train.patience}')
   if not train.min_delta >= 0:
     raise UserError(f'train.min_delta must be >= 0, got {train.min_delta}')
-  if not (isinstance(train.get('precise_bn', 0), int) and train.get('precise_bn', 0) >= 0):
-    raise UserError(f'train.precise_bn must be an integer >= 0 (batches; 0: off), got '
-                    f'{train.precise_bn!r}')
 
 
 @dataclasses.dataclass

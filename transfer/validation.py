@@ -138,6 +138,7 @@ def _check_numbers(config: ml_collections.ConfigDict) -> None:
   checks.numbers(config, ('train.steps_per_call', 'features.steps_per_call'), 1,
                  checks.MAX_STEPS_PER_CALL, integer=True)
   checks.number(config, 'freeze.trainable_stages', 1, integer=True)
+  checks.number(config, 'train.precise_bn', 0, integer=True, hint='batches; 0: off')
   checks.number(config, 'ablation.seeds', 1, MAX_SEEDS, integer=True)
   checks.numbers(config, ('pretrain.batch_size', 'pretrain.epochs'), 1, integer=True)
   checks.number(config, 'pretrain.lr', 0, lo_open=True)
