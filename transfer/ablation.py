@@ -10,7 +10,8 @@ ablation resumes at run granularity.
 `ablation.archs` compares backbones: every arch x mode x seed, each arch with
 its own pretraining source (`pretrain/ARCH/`) and runs (`runs/ARCH/...`), at
 `data.image_size` or the arch's smallest input if that is larger (InceptionV3:
-75 px), in one table and plot. With a validation split (`data.val_fraction`)
+75 px), in one table and plot. `ablation.per_arch` sets keys for one arch only (a recipe each
+backbone needs, such as its source's learning rate); results.md lists them. With a validation split (`data.val_fraction`)
 every run's test accuracy is that of its validation-selected weights.
 """
 from __future__ import annotations
@@ -66,6 +67,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                     "model.weights='pretrain' (or '' for random init), not one weights file")
   for arch in a.archs:
     models.family(arch)
+  _check_per_arch(config)
   for arch in a.archs or (config.model.arch,):
     cfg = arch_config(config, arch, '') if a.archs else config
     for mode in a.modes:
@@ -167,6 +169,11 @@ def write_results(workdir: str, table: list[dict], config: ml_collections.Config
     cells += [_pct(r['gap_vs_scratch_mean'], r['gap_vs_scratch_std']),
               f'{r["train_seconds_mean"]:.1f}']
     lines.append('| ' + ' | '.join(cells) + ' |')
+  if by_arch and config.ablation.get('per_arch'):
+    lines += ['', 'Per-arch settings (all else as the config): ' + '; '.join(
+        f'{arch}: ' + ', '.join(f'`{k}={v!r}`' for k, v in per_arch_settings(config, arch))
+        for arch in dict.fromkeys(r['arch'] for r in table) if per_arch_settings(config, arch))
+        + '.']
   lines += ['', f'Wall time of this invocation: {wall_seconds:.0f} s '
             f'({jax.devices()[0].platform}, {jax.device_count()} device(s)).', '']
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
@@ -205,14 +212,66 @@ def _bar_plot(path: str, table: list[dict], config: ml_collections.ConfigDict) -
   plt.close(fig)
 
 
+# Keys ablation.per_arch may not set: they define the comparison itself.
+_NOT_PER_ARCH = ('seed', 'mode', 'model.arch', 'model.weights', 'pretrain.dir', 'features.dir')
+
+
+def _check_per_arch(config: ml_collections.ConfigDict) -> None:
+  a = config.ablation
+  if not isinstance(a.per_arch, (list, tuple)):
+    raise UserError(f'ablation.per_arch must be (arch, key, value) triples, got {a.per_arch!r}')
+  for entry in a.per_arch:
+    if not (isinstance(entry, (list, tuple)) and len(entry) == 3
+            and all(isinstance(x, str) for x in entry[:2])):
+      raise UserError(f"ablation.per_arch entries must be (arch, key, value) triples such as "
+                      f"('inception_v3', 'pretrain.lr', 1e-3), got {entry!r}")
+    arch, key, _ = entry
+    if arch not in a.archs:
+      raise UserError(f'ablation.per_arch names {arch!r}, which is not in ablation.archs '
+                      f'{list(a.archs)}; add it there or drop the entry')
+    if key in _NOT_PER_ARCH or key.startswith('ablation.'):
+      raise UserError(f'ablation.per_arch cannot set {key}: it is set for every arch by the '
+                      'ablation itself')
+    _set_key(ml_collections.ConfigDict(config.to_dict()), key, entry[2])
+
+
+def _set_key(c: ml_collections.ConfigDict, key: str, value) -> None:
+  """c[key] = value for a dotted `key` that exists in `c`, with the key's type."""
+  *parents, leaf = key.split('.')
+  node = c
+  for i, part in enumerate(parents + [leaf]):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      raise UserError(f'ablation.per_arch: the config has no key {key!r}')
+    if i < len(parents):
+      node = node[part]
+  if isinstance(node[leaf], ml_collections.ConfigDict):
+    raise UserError(f'ablation.per_arch: {key!r} is a group of keys; name one of them')
+  if isinstance(node[leaf], tuple) and isinstance(value, list):
+    value = tuple(value)  # config.json stores tuples as lists
+  try:
+    node[leaf] = value
+  except TypeError:
+    raise UserError(f'ablation.per_arch: {key} takes type {type(node[leaf]).__name__}, got '
+                    f'{value!r}') from None
+
+
+def per_arch_settings(config: ml_collections.ConfigDict, arch: str) -> list[tuple[str, object]]:
+  """(key, value) of every `ablation.per_arch` entry for `arch`, in order."""
+  return [(key, value) for a, key, value in config.ablation.per_arch if a == arch]
+
+
 def arch_config(config: ml_collections.ConfigDict, arch: str, workdir: str
                 ) -> ml_collections.ConfigDict:
-  """The ablation of one arch of `ablation.archs`: its own source model and input size."""
+  """The ablation of one arch of `ablation.archs`: its own source model and input size, and
+  its `ablation.per_arch` settings."""
   c = ml_collections.ConfigDict(config.to_dict())
   c.model.arch = arch
   c.data.image_size = max(config.data.image_size, models.family(arch).min_size)
   c.pretrain.dir = os.path.join(config.pretrain.dir or os.path.join(workdir, 'pretrain'), arch)
+  for key, value in per_arch_settings(config, arch):
+    _set_key(c, key, value)
   c.ablation.archs = ()
+  c.ablation.per_arch = ()
   return c
 
 

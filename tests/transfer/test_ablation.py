@@ -62,3 +62,49 @@ def test_bar_plot_is_saved_at_150_dpi(tmp_path):
   _results(tmp_path, with_top5=False)
   dpi = Image.open(tmp_path / 'images' / 'ablation.png').info['dpi']
   assert min(dpi) == pytest.approx(150, abs=1)
+
+
+def _backbones(per_arch):
+  from common.config import load_config
+  c = load_config('transfer/configs/digits.py:backbones')
+  c.ablation.per_arch = per_arch
+  return c
+
+
+def test_per_arch_settings_reach_only_their_arch():
+  c = _backbones((('inception_v3', 'pretrain.lr', 1e-3), ('inception_v3', 'train.epochs', 7),
+                  ('vgg16', 'data.augment', True)))
+  ablation.validate(c)
+  inc, vgg, res = (ablation.arch_config(c, a, 'w') for a in ('inception_v3', 'vgg16', 'resnet18'))
+  assert (inc.pretrain.lr, inc.train.epochs, inc.data.augment) == (1e-3, 7, False)
+  assert (vgg.pretrain.lr, vgg.train.epochs, vgg.data.augment) == (c.pretrain.lr, 15, True)
+  assert (res.pretrain.lr, res.train.epochs, res.data.augment) == (c.pretrain.lr, 15, False)
+  assert inc.ablation.per_arch == () and c.ablation.per_arch[0][0] == 'inception_v3'
+
+
+@pytest.mark.parametrize('entry, message', [
+    (('vgg19', 'pretrain.lr', 1e-3), "names 'vgg19', which is not in ablation.archs"),
+    (('vgg16', 'pretrain.lrr', 1e-3), "the config has no key 'pretrain.lrr'"),
+    (('vgg16', 'pretrain.epochs', 2.5), 'pretrain.epochs takes type int, got 2.5'),
+    (('vgg16', 'pretrain', 1), "'pretrain' is a group of keys"),
+    (('vgg16', 'model.arch', 'vgg19'), 'cannot set model.arch'),
+    (('vgg16', 'ablation.seeds', 2), 'cannot set ablation.seeds'),
+    (('vgg16', 'pretrain.lr'), 'must be (arch, key, value) triples'),
+    (('vgg16', 'pretrain.epochs', 0), 'pretrain.epochs'),  # in range only for the arch's runs
+])
+def test_bad_per_arch_entries_are_named(entry, message):
+  from common.errors import UserError
+  with pytest.raises(UserError) as e:
+    ablation.validate(_backbones((entry,)))
+  assert message in str(e.value) and '\n' not in str(e.value)
+
+
+def test_results_list_the_per_arch_settings(tmp_path):
+  c = _backbones((('inception_v3', 'pretrain.lr', 1e-3), ('vgg16', 'pretrain.epochs', 9),
+                  ('inception_v3', 'pretrain.epochs', 30)))
+  rows = [{'arch': a, **r} for a in ('vgg16', 'inception_v3') for r in _rows(False)
+          if r['mode'] != ablation.LINEAR_PROBE]
+  ablation.write_results(str(tmp_path), ablation.aggregate(rows, ['scratch', 'fine_tune']), c, 1.0)
+  text = (tmp_path / 'results.md').read_text()
+  assert ('Per-arch settings (all else as the config): vgg16: `pretrain.epochs=9`; inception_v3: '
+          '`pretrain.lr=0.001`, `pretrain.epochs=30`.') in text

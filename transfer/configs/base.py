@@ -99,6 +99,8 @@ HELP = {
     'ablation.linear_probe': 'ablation: add a scikit-learn linear probe on frozen features',
     'ablation.archs': 'non-empty: compare these backbones (each mode x seed, each from its own '
                       'pretrain source), e.g. (resnet18, vgg16, inception_v3)',
+    'ablation.per_arch': 'with ablation.archs: (arch, key, value) triples setting a key for one '
+                         "arch's source and runs, e.g. (('inception_v3', 'pretrain.lr', 1e-3),)",
 }
 
 
@@ -131,7 +133,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.features = dict(cache=True, dir='', steps_per_call=100)
   c.pretrain = dict(dir='', classes='0-4', epochs=15, batch_size=64, lr=2e-3, train_per_class=0,
                     test_fraction=0.2, augment=False, crop_scale=0.5, weight_decay=1e-4)
-  c.ablation = dict(modes=(), seeds=5, linear_probe=True, archs=())
+  c.ablation = dict(modes=(), seeds=5, linear_probe=True, archs=(), per_arch=())
   return c
 
 
