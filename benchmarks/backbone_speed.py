@@ -10,6 +10,9 @@ For each arch (`--archs`, default vgg16,inception_v3), printed with its ratio:
    jitted steps (`transfer.steps.phase_fns`) vs `loss.backward(); opt.step()` with the frozen
    layers' `requires_grad=False`, in seconds per step: one step per call, and
    `--steps_per_call` steps per call (`lax.scan`; torch runs as many steps per timed call);
+   With `--trainable=all`, every layer trains instead (BatchNorm in training mode), as a run
+   from scratch or a full fine-tuning does: at small inputs (`--image_size=32`, the digits
+   backbones ablation's size) this is the step the offline ablation spends its time in;
 3. with `--rss`, the peak RSS of fine-tuning VGG16 at 224 px, batch 32, in a fresh process
    (target < 8 GB).
 
@@ -20,7 +23,8 @@ between the sides after `--warmup` untimed ones; each figure is the median of `-
 On a machine shared with other work, load hits both sides alike but the figures still move.
 
   python benchmarks/backbone_speed.py [--archs=vgg16,inception_v3] [--batch_size=8]
-      [--train_batch_size=8] [--steps_per_call=10] [--iters=5] [--warmup=1] [--threads=N] [--rss]
+      [--train_batch_size=8] [--steps_per_call=10] [--trainable=last|all] [--iters=5]
+      [--warmup=1] [--threads=N] [--rss]
 """
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ def _args():
   p.add_argument('--batch_size', type=int, default=8, help='inference batch')
   p.add_argument('--train_batch_size', type=int, default=8, help='fine-tuning step batch')
   p.add_argument('--steps_per_call', type=int, default=10)
+  p.add_argument('--trainable', choices=('last', 'all'), default='last',
+                 help='fine-tune the last block + head, or train every layer')
   p.add_argument('--iters', type=int, default=5)
   p.add_argument('--warmup', type=int, default=1)
   p.add_argument('--num_classes', type=int, default=10)
@@ -64,18 +70,23 @@ def _torch_net(arch: str, num_classes: int):
   return torch_reference.torch_vgg(arch, num_classes, seed=0)
 
 
-def _spec(model, arch: str, size: int):
+def _spec(model, arch: str, size: int, trainable: str = 'last'):
   from transfer import freeze, models, steps
-  rules, mults = freeze.mode_rules('partial', trainable_stages=1, backbone_lr_mult=1.0,
+  mode = 'scratch' if trainable == 'all' else 'partial'
+  rules, mults = freeze.mode_rules(mode, trainable_stages=1, backbone_lr_mult=1.0,
                                    parts=models.part_rules(arch))
   return steps.step_spec(model, 'torchvision', size, rules, mults, optimizer='sgd',
-                         momentum=0.9, bn_train=False)
+                         momentum=0.9, bn_train=trainable == 'all')
 
 
-def _torch_trainable(net, arch: str):
-  """Freezes all but the last block and the classifier; BatchNorm layers in eval mode."""
+def _torch_trainable(net, arch: str, trainable: str = 'last'):
+  """Freezes all but the last block and the classifier, BatchNorm layers in eval mode; or with
+  trainable='all' trains everything, BatchNorm in training mode."""
   import torch
   from transfer import vgg
+  if trainable == 'all':
+    net.train()
+    return torch.optim.SGD(net.parameters(), lr=1e-2, momentum=0.9)
   if arch == 'inception_v3':
     prefixes = ('Mixed_7c.', 'fc.')
   else:  # VGG's block5: its last convs (with BN and ReLU) and the pool closing `features`
@@ -128,11 +139,13 @@ def bench_arch(arch: str, args, jax, np, torch, peer, device) -> None:
   print(f'   flax {b / tj:8.2f} images/s   torch {b / tt:8.2f} images/s   '
         f'flax/torch {tt / tj:.2f}x')
 
-  fns = steps.phase_fns(_spec(model, arch, s))
+  fns = steps.phase_fns(_spec(model, arch, s, args.trainable))
   state = rs._jax_state(fns, variables)
-  opt = _torch_trainable(net, arch)
+  opt = _torch_trainable(net, arch, args.trainable)
   tb = args.train_batch_size
-  print(f'{arch} 2. fine-tuning the last block + head, batch {tb} at {s} px, BatchNorm frozen')
+  what = ('training every layer, BatchNorm in training mode' if args.trainable == 'all' else
+          'fine-tuning the last block + head, BatchNorm frozen')
+  print(f'{arch} 2. {what}, batch {tb} at {s} px')
   for k in sorted({1, args.steps_per_call}):
     run_args = argparse.Namespace(**{**vars(args), 'image_size': s})
     state, (tj, tt, compile_s) = rs._time_steps(fns, state, net, opt, k, tb, run_args, rng,
