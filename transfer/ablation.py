@@ -10,9 +10,10 @@ ablation resumes at run granularity.
 `ablation.archs` compares backbones: every arch x mode x seed, each arch with
 its own pretraining source (`pretrain/ARCH/`) and runs (`runs/ARCH/...`), at
 `data.image_size` or the arch's smallest input if that is larger (InceptionV3:
-75 px), in one table and plot. `ablation.per_arch` sets keys for one arch only (a recipe each
-backbone needs, such as its source's learning rate); results.md lists them. With a validation split (`data.val_fraction`)
-every run's test accuracy is that of its validation-selected weights.
+75 px), in one table and plot. `ablation.per_arch` sets keys for one arch only (a
+recipe a backbone needs, such as its source's learning rate); results.md lists them.
+With a validation split (`data.val_fraction`) every run's test accuracy is that of
+its validation-selected weights.
 """
 from __future__ import annotations
 
