@@ -170,11 +170,12 @@ def write_results(workdir: str, table: list[dict], config: ml_collections.Config
     cells += [_pct(r['gap_vs_scratch_mean'], r['gap_vs_scratch_std']),
               f'{r["train_seconds_mean"]:.1f}']
     lines.append('| ' + ' | '.join(cells) + ' |')
-  if by_arch and config.ablation.get('per_arch'):
+  settings = {arch: per_arch_settings(config, arch)
+              for arch in dict.fromkeys(r['arch'] for r in table)} if by_arch else {}
+  if any(settings.values()):
     lines += ['', 'Per-arch settings (all else as the config): ' + '; '.join(
-        f'{arch}: ' + ', '.join(f'`{k}={v!r}`' for k, v in per_arch_settings(config, arch))
-        for arch in dict.fromkeys(r['arch'] for r in table) if per_arch_settings(config, arch))
-        + '.']
+        f'{arch}: ' + ', '.join(f'`{k}={v!r}`' for k, v in kv)
+        for arch, kv in settings.items() if kv) + '.']
   lines += ['', f'Wall time of this invocation: {wall_seconds:.0f} s '
             f'({jax.devices()[0].platform}, {jax.device_count()} device(s)).', '']
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
@@ -233,18 +234,17 @@ def _check_per_arch(config: ml_collections.ConfigDict) -> None:
     if key in _NOT_PER_ARCH or key.startswith('ablation.'):
       raise UserError(f'ablation.per_arch cannot set {key}: it is set for every arch by the '
                       'ablation itself')
-    _set_key(ml_collections.ConfigDict(config.to_dict()), key, entry[2])
+  # The key and value are checked where they are set: arch_config, which validate runs per arch.
 
 
 def _set_key(c: ml_collections.ConfigDict, key: str, value) -> None:
   """c[key] = value for a dotted `key` that exists in `c`, with the key's type."""
   *parents, leaf = key.split('.')
   node = c
-  for i, part in enumerate(parents + [leaf]):
-    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      raise UserError(f'ablation.per_arch: the config has no key {key!r}')
-    if i < len(parents):
-      node = node[part]
+  for part in parents:
+    node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+  if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+    raise UserError(f'ablation.per_arch: the config has no key {key!r}')
   if isinstance(node[leaf], ml_collections.ConfigDict):
     raise UserError(f'ablation.per_arch: {key!r} is a group of keys; name one of them')
   if isinstance(node[leaf], tuple) and isinstance(value, list):
@@ -258,7 +258,7 @@ def _set_key(c: ml_collections.ConfigDict, key: str, value) -> None:
 
 def per_arch_settings(config: ml_collections.ConfigDict, arch: str) -> list[tuple[str, object]]:
   """(key, value) of every `ablation.per_arch` entry for `arch`, in order."""
-  return [(key, value) for a, key, value in config.ablation.per_arch if a == arch]
+  return [(key, value) for a, key, value in config.ablation.get('per_arch', ()) if a == arch]
 
 
 def arch_config(config: ml_collections.ConfigDict, arch: str, workdir: str

@@ -121,15 +121,15 @@ def _conv_bwd(strides, padding, precision, res, g):
                                   dimension_numbers=_NHWC, precision=precision)
   xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
   g2 = g.reshape(-1, c_out)
-  windows = window_taps(xp, (kh, kw), strides, (ho, wo))
   if c_in < _IM2COL_MAX_CHANNELS:
     # Few input channels (an RGB stem): one [kh*kw*C_in, M] x [M, C_out] matmul over the
     # im2col patches; kh*kw skinny [C_in, M] matmuls run far below the machine's rate.
-    patches = jnp.concatenate(windows, -1).reshape(-1, kh * kw * c_in)
+    patches = _im2col_patches(xp, (kh, kw), strides, (ho, wo))
     dw = jnp.matmul(patches.T, g2, precision=precision, preferred_element_type=jnp.float32)
   else:
     dw = jnp.stack([jnp.matmul(wd.reshape(-1, c_in).T, g2, precision=precision,
-                               preferred_element_type=jnp.float32) for wd in windows])
+                               preferred_element_type=jnp.float32)
+                    for wd in window_taps(xp, (kh, kw), strides, (ho, wo))])
   return dx, dw.reshape(kh, kw, c_in, c_out).astype(w.dtype)
 
 
@@ -145,14 +145,19 @@ def _pointwise(x, w, strides, padding, precision):
   return y.reshape(x.shape[:3] + (w.shape[-1],))
 
 
-def _im2col(x, w, strides, padding, precision):
+def _im2col_patches(xp, window, strides, out_hw):
+  """The [B*Ho*Wo, kh*kw*C] im2col patches of padded NHWC input `xp` (taps row-major, then
+  channels: the order of an HWIO kernel reshaped to [kh*kw*C, C_out])."""
+  taps = window_taps(xp, window, strides, out_hw)
+  return jnp.concatenate(taps, -1).reshape(-1, len(taps) * xp.shape[-1])
+
+
+def _im2col(x, w, strides, padding, out_hw, precision):
   """An NHWC/HWIO convolution as one matmul over its im2col patches (gradients by autodiff)."""
-  kh, kw, c_in, c_out = w.shape
   xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-  ho, wo = ((xp.shape[1] - kh) // strides[0] + 1, (xp.shape[2] - kw) // strides[1] + 1)
-  patches = jnp.concatenate(window_taps(xp, (kh, kw), strides, (ho, wo)), -1)
-  y = jnp.matmul(patches.reshape(-1, kh * kw * c_in), w.reshape(-1, c_out), precision=precision)
-  return y.reshape(x.shape[0], ho, wo, c_out)
+  patches = _im2col_patches(xp, w.shape[:2], strides, out_hw)
+  y = jnp.matmul(patches, w.reshape(-1, w.shape[-1]), precision=precision)
+  return y.reshape(x.shape[0], *out_hw, w.shape[-1])
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -174,10 +179,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         feature_group_count, batch_group_count, precision, preferred_element_type)
   padding = tuple(tuple(int(p) for p in pair) for pair in padding)
   strides = tuple(int(s) for s in window_strides)
-  if rhs.shape[0] == rhs.shape[1] == 1 and min(p for pair in padding for p in pair) >= 0:
-    return _pointwise(lhs, rhs, strides, padding, precision)
-  out_hw = [(n + lo + hi - k) // s + 1
-            for n, (lo, hi), k, s in zip(lhs.shape[1:3], padding, rhs.shape[:2], strides)]
-  if out_hw[0] * out_hw[1] <= _IM2COL_MAX_PIXELS and min(p for pair in padding for p in pair) >= 0:
-    return _im2col(lhs, rhs, strides, padding, precision)
+  if min(p for pair in padding for p in pair) >= 0:  # jnp.pad takes no negative (cropping) pads
+    if rhs.shape[0] == rhs.shape[1] == 1:
+      return _pointwise(lhs, rhs, strides, padding, precision)
+    out_hw = tuple((n + lo + hi - k) // s + 1
+                   for n, (lo, hi), k, s in zip(lhs.shape[1:3], padding, rhs.shape[:2], strides))
+    if out_hw[0] * out_hw[1] <= _IM2COL_MAX_PIXELS:
+      return _im2col(lhs, rhs, strides, padding, out_hw, precision)
   return _conv(lhs, rhs, strides, padding, precision)
