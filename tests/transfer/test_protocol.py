@@ -265,12 +265,14 @@ def test_tfds_class_subset_and_validation_split(monkeypatch):
 
 @pytest.mark.slow
 def test_backbones_quick_compares_every_arch(tmp_path):
-  """digits.py:backbones,quick: each arch pretrained here and adapted, in one table."""
-  config = load_config('transfer/configs/digits.py:backbones,quick', [])
+  """digits.py:backbones,quick (plus vgg16_bn, as documented): each arch pretrained here and
+  adapted, in one table."""
+  config = load_config('transfer/configs/digits.py:backbones,quick',
+                       ["ablation.archs=('resnet18','vgg16','vgg16_bn','inception_v3')"])
   from transfer import ablation  # pylint: disable=g-import-not-at-top
   summary = ablation.run_ablation(config, str(tmp_path))
   table = (tmp_path / 'results.md').read_text()
-  for arch in ('resnet18', 'vgg16', 'inception_v3'):
+  for arch in ('resnet18', 'vgg16', 'vgg16_bn', 'inception_v3'):
     assert f'| {arch} | fine_tune | 1 |' in table, table
     assert f'{arch}_fine_tune_top1_mean' in summary
     assert (tmp_path / 'pretrain' / arch / 'weights' / 'metadata.json').exists()
