@@ -184,9 +184,13 @@ def finished() -> None:
 def await_lost_process() -> None:
   """In a multi-process run, give the watch (`_watch_peers`) time to report a lost process
   (which ends this one) before an error from a collective is shown: a dead peer breaks the
-  collective at once, but counts as lost only when its heartbeats have stopped for long."""
+  collective at once, but counts as lost only when its heartbeats have stopped for long. Once
+  it is reported this never returns."""
   if jax.distributed.is_initialized() and not _done.is_set():
-    _lost.wait(peer_timeout() + 5 * _HEARTBEAT_S)
+    if _lost.wait(peer_timeout() + 5 * _HEARTBEAT_S):
+      # The watch is writing its one line and ends the process: a traceback from this thread
+      # in the meantime would come before that line.
+      threading.Event().wait()
 
 
 def simulated_cpu_devices() -> int:

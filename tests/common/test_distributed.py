@@ -1,5 +1,8 @@
-"""The thread-pool widening applied before XLA:CPU simulates several devices."""
+"""The thread-pool widening applied before XLA:CPU simulates several devices, and the watch that
+stops a process whose peer is lost."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -31,3 +34,36 @@ def test_widen_sets_nproc_only_for_simulated_devices_and_keeps_the_users(monkeyp
   monkeypatch.setenv('NPROC', '5')
   distributed.widen_cpu_thread_pool()
   assert os.environ['NPROC'] == '5'
+
+
+_LOST_PEER_SCRIPT = r'''
+import threading, time
+import jax
+from common import cli, distributed, workdir
+
+jax.distributed.is_initialized = lambda: True  # a multi-process run, as far as these two know
+slow = workdir.resume_note
+def resume_note(**kw):  # the watch takes its time over its one line
+  time.sleep(1.0)
+  return slow(**kw)
+workdir.resume_note = resume_note
+threading.Thread(target=distributed._stop_for_lost, args=('process 1', 5)).start()
+try:
+  raise RuntimeError('a collective broken by the lost process')
+except RuntimeError:
+  cli._unexpected()
+  raise
+'''
+
+
+def test_a_broken_collective_waits_for_the_watch_and_shows_no_traceback(tmp_path):
+  """The main thread's error from a collective broken by a lost peer must not be printed while
+  the watch is reporting that peer: the one line is all the process writes."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  out = subprocess.run([sys.executable, '-c', _LOST_PEER_SCRIPT], cwd=root, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, 'ADVCNN_PEER_TIMEOUT': '5'})
+  assert out.returncode == 75, out.stderr
+  assert out.stderr.splitlines() == [
+      'error: process 1 of this 1-process run died or stopped answering (no heartbeat for 5s, '
+      'ADVCNN_PEER_TIMEOUT); process 0 stops too; rerun all processes to resume: finished work '
+      'is kept'], out.stderr
