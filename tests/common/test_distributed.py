@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from common import distributed
+from tests.common.test_workdir_lock import REPO
 
 
 @pytest.mark.parametrize('xla_flags, jax_env, expected', [
@@ -56,11 +57,10 @@ except RuntimeError:
 '''
 
 
-def test_a_broken_collective_waits_for_the_watch_and_shows_no_traceback(tmp_path):
+def test_a_broken_collective_waits_for_the_watch_and_shows_no_traceback():
   """The main thread's error from a collective broken by a lost peer must not be printed while
   the watch is reporting that peer: the one line is all the process writes."""
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  out = subprocess.run([sys.executable, '-c', _LOST_PEER_SCRIPT], cwd=root, capture_output=True,
+  out = subprocess.run([sys.executable, '-c', _LOST_PEER_SCRIPT], cwd=REPO, capture_output=True,
                        text=True, timeout=120, env={**os.environ, 'ADVCNN_PEER_TIMEOUT': '5'})
   assert out.returncode == 75, out.stderr
   assert out.stderr.splitlines() == [
