@@ -13,6 +13,7 @@ import ast
 import os
 import sys
 import traceback
+import warnings
 from typing import Callable, Mapping
 
 from absl import flags
@@ -87,13 +88,16 @@ def main_guard(fn: Callable[[], object]) -> None:
       _finished()
       return
     except UserError as e:
+      _quiet()
       message, code, agreed = f'error: {e}', 2, isinstance(e, AgreedUserError)
       if agreed:
         _finished()
     except preemption.Preempted as e:
+      _quiet()
       message, code, agreed = str(e), preemption.EXIT_PREEMPTED, True
       _finished()
     except KeyboardInterrupt:
+      _quiet()
       # Straight out: worker threads still waiting at interpreter shutdown would turn a second
       # Ctrl-C into a traceback. Checkpoints are written synchronously, so nothing is lost.
       message, code, at_once = interrupted_message(), preemption.EXIT_PREEMPTED, True
@@ -102,11 +106,19 @@ def main_guard(fn: Callable[[], object]) -> None:
       if full is None:
         _unexpected()
         raise
+      _quiet()
       message, code = f'error: {full}', 2
     finally:
       unlock_all()
   sys.stderr.write(message + '\n')
   _exit(code, agreed, at_once)
+
+
+def _quiet() -> None:
+  """The command's one line is the last thing it prints: a write a library abandoned on the
+  error (orbax's on a full disk leaves a coroutine never awaited) must not add a warning when
+  it is collected, as the exception is dropped or at interpreter shutdown."""
+  warnings.simplefilter('ignore')
 
 
 def _exit(code: int, agreed: bool, at_once: bool = False) -> None:

@@ -56,14 +56,22 @@ def test_handlers_are_restored_after_a_command():
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-# Each error as a command meets it, in a child process (a full disk leaves at once, os._exit).
+# Each error as a command meets it, in a child process. The error leaves behind what a library's
+# failed write can: coroutines never awaited, collected as the exception is dropped and at
+# interpreter shutdown, whose warnings must not join the one line.
 _FAILING = '''
 import sys
 from common import cli, preemption
 from common.diskspace import DiskFull
 cli.note_workdir(sys.argv[1])
+async def write_fragment():
+  pass
 def fail():
-  raise eval(sys.argv[2])
+  global abandoned
+  abandoned = write_fragment()
+  error = eval(sys.argv[2])
+  error.pending = write_fragment()
+  raise error
 cli.main_guard(fail)
 '''
 
