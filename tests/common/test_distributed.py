@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from common import distributed
-from tests.common.test_workdir_lock import REPO
+from common.config import REPO_ROOT
 
 
 @pytest.mark.parametrize('xla_flags, jax_env, expected', [
@@ -60,8 +60,9 @@ except RuntimeError:
 def test_a_broken_collective_waits_for_the_watch_and_shows_no_traceback():
   """The main thread's error from a collective broken by a lost peer must not be printed while
   the watch is reporting that peer: the one line is all the process writes."""
-  out = subprocess.run([sys.executable, '-c', _LOST_PEER_SCRIPT], cwd=REPO, capture_output=True,
-                       text=True, timeout=120, env={**os.environ, 'ADVCNN_PEER_TIMEOUT': '5'})
+  out = subprocess.run([sys.executable, '-c', _LOST_PEER_SCRIPT], cwd=REPO_ROOT,
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, 'ADVCNN_PEER_TIMEOUT': '5'})
   assert out.returncode == 75, out.stderr
   assert out.stderr.splitlines() == [
       'error: process 1 of this 1-process run died or stopped answering (no heartbeat for 5s, '
