@@ -117,6 +117,12 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
                  1, INT32, integer=True)
   checks.number(config, 'model.attention', 0, INT32, integer=True)
   checks.number(config, 'model.depth', 0, models.MAX_MLP_DEPTH, integer=True)
+  if m.get('d_fourier', 0):
+    checks.number(config, 'model.d_fourier', 0, 4096, integer=True)
+    checks.number(config, 'model.d_fourier_scale', 0, 1e6, lo_open=True)
+    if m.name != 'mlp' or len(_data_shape(config.data)) != 1:
+      raise UserError(f'model.d_fourier={m.d_fourier} applies to the MLP on points; this config '
+                      f'trains {m.name} on {config.data.name}: set model.d_fourier=0')
   if m.num_classes < 0:
     raise UserError(f'model.num_classes must be >= 0 (0: unconditional), got {m.num_classes}')
   if m.num_classes > 0:

@@ -26,6 +26,10 @@ HELP = {
     'model.depth': 'mlp: hidden layers of G and D (0-5)',
     'model.activation': 'mlp: relu | leaky_relu | tanh | sigmoid',
     'model.spectral_norm': 'spectral normalisation of D\'s layers',
+    'model.d_fourier': 'mlp on points: random Fourier features of D\'s input (sin, cos of 2 pi x B, '
+                       'scaled by 1 / (2 pi |b|)) next to x; 0: off',
+    'model.d_fourier_scale': 'with model.d_fourier: standard deviation of the frequencies B (per '
+                             'unit of the data)',
     'model.features': 'dcgan: channels of the widest layer; sngan: the width unit (64: the '
                       'published widths)',
     'model.attention': 'sngan: feature-map side of a SAGAN self-attention block in G and D '
@@ -96,7 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = dict(name='ring8', path='', data_dir='', split='', image_size=0, subset=0,
                 batch_size=256)
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
-                 features=64, attention=0, upsample='col2im', noise_dim=2, noise='gaussian',
+                 d_fourier=0, d_fourier_scale=3.0, features=64, attention=0, upsample='col2im', noise_dim=2, noise='gaussian',
                  dtype='float32', num_classes=0, conditioning='projection', embed_dim=32)
   # r1_every > 1 is lazy R1 (Karras et al. 2020): it keeps the penalty's effect and saves most
   # of its double backprop.

@@ -243,6 +243,41 @@ def test_mlp_models_match_numpy_forward(activation):
                              _numpy_mlp(d_params, np.asarray(x), act, 2)[:, 0], rtol=1e-5, atol=1e-6)
 
 
+def test_fourier_features_match_numpy_and_are_no_steeper_than_x():
+  disc = models.MLPDiscriminator(hidden=16, depth=2, fourier=32, fourier_scale=3.0)
+  x = _rand((8, 2), 12, 0.3) + 0.5
+  params = disc.init(KEY, jnp.asarray(x))['params']
+  assert np.asarray(params['Linear_0']['kernel']).shape == (2 + 2 * 32, 16)
+  # Independently: the frequencies are normal draws of std 3 from numpy's seed 0, and each sine
+  # and cosine is divided by its frequency 2 pi |b|.
+  b = 3.0 * np.random.RandomState(0).standard_normal((2, 32))
+  phase = 2 * np.pi * (x.astype(np.float64) @ b)
+  scale = 2 * np.pi * np.sqrt((b ** 2).sum(0))
+  feats = np.concatenate([x, np.sin(phase) / scale, np.cos(phase) / scale], 1)
+  np.testing.assert_allclose(disc.fourier_features(jnp.asarray(x)), feats, rtol=2e-5, atol=2e-6)
+  np.testing.assert_allclose(disc.apply({'params': params}, jnp.asarray(x)),
+                             _numpy_mlp(params, feats, NUMPY_ACTIVATIONS['relu'], 2)[:, 0],
+                             rtol=1e-4, atol=1e-5)
+  # Each feature's gradient with respect to x has norm at most 1 (the raw coordinates': 1).
+  jac = jax.jacobian(lambda p: disc.fourier_features(p[None])[0])(jnp.asarray(x[0]))
+  norms = np.linalg.norm(np.asarray(jac), axis=1)
+  assert norms.max() <= 1 + 1e-5 and norms[2:].max() > 0.5
+  # Off (0), the discriminator is the plain MLP on x.
+  plain = models.MLPDiscriminator(hidden=16, depth=2)
+  assert np.asarray(plain.init(KEY, jnp.asarray(x))['params']['Linear_0']['kernel']).shape == (2, 16)
+  with pytest.raises(UserError, match='model.d_fourier_scale must be a positive number'):
+    models.MLPDiscriminator(fourier=4, fourier_scale=0.0)
+  with pytest.raises(UserError, match=r'model.d_fourier needs points \[B, D\]'):
+    models.MLPDiscriminator(fourier=4).init(KEY, jnp.zeros((1, 4, 4, 1)))
+
+
+def test_create_models_reads_fourier_keys_and_defaults_them_for_older_configs():
+  _, disc = models.create_models(_cfg(name='mlp', d_fourier=8, d_fourier_scale=2.0), (2,))
+  assert (disc.fourier, disc.fourier_scale) == (8, 2.0)
+  _, old = models.create_models(_cfg(name='mlp'), (2,))  # a config.json written before them
+  assert old.fourier == 0
+
+
 def test_mlp_depth_zero_is_affine_and_depth_is_checked():
   gen = models.MLPGenerator(depth=0)
   z = np.asarray(models.sample_noise(KEY, 3, 2))

@@ -215,6 +215,9 @@ def _expect_exit_2(capsys, argv, match):
     (['--config.data.batch_size=0'], 'data.batch_size must be positive'),
     (['--config.train.n_d=-1'], 'train.n_d and train.n_g must be >= 0'),
     (['--config.train.n_d=0', '--config.train.n_g=0'], 'not both 0'),
+    (['--config.model.d_fourier=-4'], 'model.d_fourier must be'),
+    (['--config.model.d_fourier=8', '--config.model.d_fourier_scale=0'],
+     'model.d_fourier_scale must be'),
 ])
 def test_bad_toy_input_exits_2(tmp_path, capsys, argv, match):
   _expect_exit_2(capsys, [f'--config={TOY}:ring8,quick', f'--workdir={tmp_path}/w', *argv], match)
@@ -238,6 +241,8 @@ def test_bad_points_files_and_batch_larger_than_data(tmp_path, capsys):
   digits = ['--config=gan/configs/dcgan_digits.py:quick', f'--workdir={tmp_path}/d',
             '--config.data.batch_size=5000']
   _expect_exit_2(capsys, digits, 'larger than the dataset')
+  _expect_exit_2(capsys, digits[:2] + ['--config.model.d_fourier=8'],
+                 'model.d_fourier=8 applies to the MLP on points; this config trains dcgan on digits')
 
 
 def test_missing_tfds_dataset_and_unwritable_workdir(tmp_path, capsys):
