@@ -166,7 +166,7 @@ class MLPDiscriminator(nn.Module):
   activation: str = 'relu'
   spectral_norm: bool = False
   fourier: int = 0
-  fourier_scale: float = 3.0
+  fourier_scale: float = 8.0
   dtype: Dtype = jnp.float32
 
   def __post_init__(self):
@@ -177,7 +177,7 @@ class MLPDiscriminator(nn.Module):
       _check_positive('model.d_fourier', self.fourier)
       if not np.isfinite(self.fourier_scale) or self.fourier_scale <= 0:
         raise UserError(f'model.d_fourier_scale must be a positive number, got '
-                        f'{self.fourier_scale!r}: 3 suits data in the unit square')
+                        f'{self.fourier_scale!r}: 8 suits data in the unit square')
     super().__post_init__()
 
   def fourier_features(self, x: Array) -> Array:
@@ -313,7 +313,7 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
                   activation=model_cfg.get('activation', 'relu'), dtype=dtype)
     image_shape = data_shape if len(data_shape) == 3 else ()
     fourier = dict(fourier=model_cfg.get('d_fourier', 0),
-                   fourier_scale=float(model_cfg.get('d_fourier_scale', 3.0)))
+                   fourier_scale=float(model_cfg.get('d_fourier_scale', 8.0)))
     return (g_cls(out_dim=int(np.prod(data_shape)), image_shape=image_shape, **common),
             d_cls(spectral_norm=spectral_norm, **fourier, **common))
   if len(data_shape) != 3 or data_shape[0] != data_shape[1]:
