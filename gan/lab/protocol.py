@@ -46,9 +46,11 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     'loss.r1_every': (1, 64, True), 'train.n_d': (0, 10, True), 'train.n_g': (0, 10, True),
     'train.ema_decay': (0.0, 0.9999, False), 'data.batch_size': (2, 2048, True),
     'model.depth': (0, 5, True), 'model.hidden': (1, 256, True), 'model.noise_dim': (1, 8, True),
+    'model.d_fourier': (0, 256, True), 'model.d_fourier_scale': (0.01, 1000.0, False),
     'seed': (0, 2**31 - 1, True),
 }
-RESET_KEYS = ('model.depth', 'model.hidden', 'model.noise_dim', 'seed')
+RESET_KEYS = ('model.depth', 'model.hidden', 'model.noise_dim', 'model.d_fourier',
+              'model.d_fourier_scale', 'seed')
 SETTINGS = tuple(CHOICES) + tuple(RANGES)
 
 

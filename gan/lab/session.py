@@ -62,6 +62,9 @@ def lab_config(config: ml_collections.ConfigDict) -> tuple[ml_collections.Config
     raise UserError(f'the lab trains 2D distributions (model.name=mlp); this config trains '
                     f'{config.data.name} with {config.model.name}')
   new = ml_collections.ConfigDict(config.to_dict())
+  for key, default in (('d_fourier', 0), ('d_fourier_scale', 8.0)):
+    if key not in new.model:  # a session saved before D's Fourier features: without them
+      new.model[key] = default
   notices = []
   if new.optim.schedule != 'constant':
     notices.append(f'the lab trains at a constant learning rate (the config asked for a '

@@ -1,6 +1,7 @@
 """train.edits: mid-run changes that `launch.gan` replays, checked values, and the lab session
 whose exported config replays bitwise (CPU)."""
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -78,6 +79,24 @@ def test_a_session_trains_in_slices_stops_when_asked_and_matches_one_chunk(tmp_p
   session.state = jax.tree.map(jax.numpy.asarray, start)
   session.train(6)  # one chunk
   assert_bitwise(sliced, session.state)
+
+
+def test_the_lab_sets_d_fourier_features_as_a_new_session_and_reads_older_configs(tmp_path):
+  """D's Fourier features change its shape: setting them starts a new session whose D's first
+  layer sees x and 2 x 16 features; a config saved before the option opens without them."""
+  from gan.lab.controller import Lab
+  published = []
+  lab = Lab(tiny(), str(tmp_path / 'lab'), published.append)
+  assert lab.session.state['d']['params']['Linear_0']['kernel'].shape == (2, 8)
+  lab._set('model.d_fourier', 16)
+  assert lab.session.round == 0 and lab.session.base.model.d_fourier == 16
+  assert lab.session.state['d']['params']['Linear_0']['kernel'].shape == (2 + 2 * 16, 8)
+  assert lab.settings()['model.d_fourier'] == 16
+  assert any('starts at round 0' in m.get('message', '') for m in published if isinstance(m, dict))
+  old = tiny().to_dict()
+  del old['model']['d_fourier'], old['model']['d_fourier_scale']
+  base, _ = lab_config(ml_collections.ConfigDict(old))
+  assert (base.model.d_fourier, base.model.d_fourier_scale) == (0, 8.0)
 
 
 @pytest.mark.slow

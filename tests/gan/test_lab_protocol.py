@@ -15,6 +15,8 @@ from gan.lab.protocol import ProtocolError
     ('{"type": "rm -rf"}', 'unknown message type'),
     ('{"type": "set", "key": "model.hidden", "value": 1000000000}', 'out of range'),
     ('{"type": "set", "key": "model.depth", "value": 6}', 'out of range'),
+    ('{"type": "set", "key": "model.d_fourier", "value": 100000}', 'out of range'),
+    ('{"type": "set", "key": "model.d_fourier_scale", "value": 0}', 'out of range'),
     ('{"type": "set", "key": "data.path", "value": "/etc/passwd"}', 'unknown setting'),
     ('{"type": "set", "key": "optim.g_lr", "value": true}', 'takes a number'),
     ('{"type": "set", "key": "train.n_d", "value": 2.5}', 'takes an integer'),

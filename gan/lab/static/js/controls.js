@@ -4,7 +4,8 @@
 const GROUPS = {
   'model-settings': [['model.depth', 'hidden layers'], ['model.hidden', 'neurons'],
     ['model.activation', 'activation'], ['model.noise_dim', 'noise dims'],
-    ['model.noise', 'noise'], ['data.batch_size', 'batch size'], ['seed', 'seed']],
+    ['model.noise', 'noise'], ['model.d_fourier', 'D Fourier features'],
+    ['model.d_fourier_scale', 'Fourier σ'], ['data.batch_size', 'batch size'], ['seed', 'seed']],
   'g-settings': [['optim.g_name', 'optimiser'], ['optim.g_lr', 'learning rate'],
     ['train.n_g', 'G steps / round']],
   'd-settings': [['optim.d_name', 'optimiser'], ['optim.d_lr', 'learning rate'],

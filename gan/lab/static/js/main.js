@@ -14,7 +14,8 @@ const LAYERS = [['heatmap', 'D heatmap', '#bbb'], ['real', 'real', '#1a9641'],
 const SUMMARY = [['loss', 'loss.name'], ['G opt', 'optim.g_name'], ['G lr', 'optim.g_lr'],
   ['D opt', 'optim.d_name'], ['D lr', 'optim.d_lr'], ['D / G steps', null],
   ['GP', 'loss.gp_weight'], ['R1 γ', 'loss.r1_gamma'], ['layers × neurons', null],
-  ['activation', 'model.activation'], ['noise', null], ['batch', 'data.batch_size'],
+  ['activation', 'model.activation'], ['noise', null], ['D Fourier', null],
+  ['batch', 'data.batch_size'],
   ['data', 'data.name'], ['seed', 'seed']];
 
 const lab = window.lab = {
@@ -128,6 +129,9 @@ function showState(s) {
     if (label === 'D / G steps') v = `${st['train.n_d']} / ${st['train.n_g']}`;
     if (label === 'layers × neurons') v = `${st['model.depth']} × ${st['model.hidden']}`;
     if (label === 'noise') v = `${st['model.noise_dim']}D ${st['model.noise']}`;
+    if (label === 'D Fourier') {
+      v = st['model.d_fourier'] ? `${st['model.d_fourier']} × σ ${st['model.d_fourier_scale']}` : 'off';
+    }
     const dt = document.createElement('dt'); dt.textContent = label;
     const dd = document.createElement('dd'); dd.textContent = typeof v === 'number' ? fmt(v) : v;
     dd.dataset.key = key || label;
