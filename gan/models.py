@@ -182,9 +182,6 @@ class MLPDiscriminator(nn.Module):
 
   def fourier_features(self, x: Array) -> Array:
     """[x, sin(2 pi x B) / (2 pi |b|), cos(2 pi x B) / (2 pi |b|)] for points x [B, D]."""
-    if x.ndim != 2:
-      raise UserError(f'model.d_fourier needs points [B, D], got inputs of shape '
-                      f'{tuple(x.shape)}: set model.d_fourier=0 for images')
     # A fixed matrix, part of the model's definition (the same for every seed and run).
     freqs = np.random.RandomState(0).normal(0.0, self.fourier_scale, (x.shape[1], self.fourier))
     amplitude = jnp.asarray(1.0 / (2 * np.pi * np.linalg.norm(freqs, axis=0)), self.dtype)
@@ -194,9 +191,12 @@ class MLPDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     act = ACTIVATIONS[self.activation]
-    h = self.fourier_features(x.astype(self.dtype)) if self.fourier else x
-    h = h.reshape(h.shape[0], -1) if h.ndim > 2 else h
+    if self.fourier and x.ndim != 2:
+      raise UserError(f'model.d_fourier needs points [B, D], got inputs of shape '
+                      f'{tuple(x.shape)}: set model.d_fourier=0 for images')
+    h = x.reshape(x.shape[0], -1) if x.ndim > 2 else x
     h = h.astype(self.dtype)
+    h = self.fourier_features(h) if self.fourier else h
     for _ in range(self.depth):
       h = act(Linear(self.hidden, self.spectral_norm, dtype=self.dtype)(h, train))
     logits = Linear(1, self.spectral_norm, dtype=self.dtype)(h, train)
@@ -290,9 +290,10 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
   """(generator, discriminator) for `model_cfg.name`, sized for samples of `data_shape`.
 
   data_shape is (D,) for points (mlp) or (H, W, C) for images (dcgan, sngan, or mlp on the
-  flattened pixels with a tanh output). Reads hidden, depth, activation, spectral_norm, d_fourier, d_fourier_scale (mlp)
-  or features, upsample, spectral_norm (dcgan), or `resnet.create_models`' fields (sngan,
-  conditional when num_classes > 0), and optionally dtype; other fields are ignored.
+  flattened pixels with a tanh output). Reads hidden, depth, activation, spectral_norm,
+  d_fourier, d_fourier_scale (mlp) or features, upsample, spectral_norm (dcgan), or
+  `resnet.create_models`' fields (sngan, conditional when num_classes > 0), and optionally
+  dtype; other fields are ignored (a config.json written before a field: its default).
   """
   name = model_cfg.get('name')
   if name not in MODELS:
@@ -312,8 +313,8 @@ def create_models(model_cfg: Mapping[str, Any], data_shape: tuple[int, ...]
     common = dict(hidden=model_cfg.get('hidden', 64), depth=model_cfg.get('depth', 2),
                   activation=model_cfg.get('activation', 'relu'), dtype=dtype)
     image_shape = data_shape if len(data_shape) == 3 else ()
-    fourier = dict(fourier=model_cfg.get('d_fourier', 0),
-                   fourier_scale=float(model_cfg.get('d_fourier_scale', 8.0)))
+    fourier = dict(fourier=model_cfg.get('d_fourier', d_cls.fourier),
+                   fourier_scale=float(model_cfg.get('d_fourier_scale', d_cls.fourier_scale)))
     return (g_cls(out_dim=int(np.prod(data_shape)), image_shape=image_shape, **common),
             d_cls(spectral_norm=spectral_norm, **fourier, **common))
   if len(data_shape) != 3 or data_shape[0] != data_shape[1]:

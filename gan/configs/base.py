@@ -100,8 +100,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = dict(name='ring8', path='', data_dir='', split='', image_size=0, subset=0,
                 batch_size=256)
   c.model = dict(name='mlp', hidden=128, depth=3, activation='relu', spectral_norm=False,
-                 d_fourier=0, d_fourier_scale=8.0, features=64, attention=0, upsample='col2im', noise_dim=2, noise='gaussian',
-                 dtype='float32', num_classes=0, conditioning='projection', embed_dim=32)
+                 d_fourier=0, d_fourier_scale=8.0, features=64, attention=0, upsample='col2im',
+                 noise_dim=2, noise='gaussian', dtype='float32', num_classes=0,
+                 conditioning='projection', embed_dim=32)
   # r1_every > 1 is lazy R1 (Karras et al. 2020): it keeps the penalty's effect and saves most
   # of its double backprop.
   c.loss = dict(name='ns', gp_weight=0.0, r1_gamma=0.0, r1_every=1, aux_weight=1.0)

@@ -27,6 +27,7 @@ from common.errors import UserError
 from common.workdir import prepare_workdir
 from common.writers import MetricWriter, read_metrics
 from gan import edits as edits_lib
+from gan.configs.base import base_config
 from gan.data import build_data
 from gan.state import build_models, init_state
 from gan.steps import GanSteps, chunk_means, hyperparams
@@ -62,9 +63,10 @@ def lab_config(config: ml_collections.ConfigDict) -> tuple[ml_collections.Config
     raise UserError(f'the lab trains 2D distributions (model.name=mlp); this config trains '
                     f'{config.data.name} with {config.model.name}')
   new = ml_collections.ConfigDict(config.to_dict())
-  for key, default in (('d_fourier', 0), ('d_fourier_scale', 8.0)):
+  defaults = base_config().model
+  for key in ('d_fourier', 'd_fourier_scale'):
     if key not in new.model:  # a session saved before D's Fourier features: without them
-      new.model[key] = default
+      new.model[key] = defaults[key]
   notices = []
   if new.optim.schedule != 'constant':
     notices.append(f'the lab trains at a constant learning rate (the config asked for a '
