@@ -12,6 +12,7 @@ logits are returned as float32.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, ClassVar, Mapping
 
 import flax.linen as nn
@@ -149,6 +150,38 @@ class MLPGenerator(nn.Module):
     return y
 
 
+# Taylor coefficients of sin(pi r) / r and cos(pi r) in r^2, for |r| <= 1/2 (error < 1e-7).
+_SIN_PI = tuple((-1) ** k * np.pi ** (2 * k + 1) / math.factorial(2 * k + 1) for k in range(7))
+_COS_PI = tuple((-1) ** k * np.pi ** (2 * k) / math.factorial(2 * k) for k in range(8))
+
+
+def _polynomial(coefs: tuple[float, ...], u: Array) -> Array:
+  acc = jnp.full_like(u, coefs[-1])
+  for c in coefs[-2::-1]:
+    acc = acc * u + c
+  return acc
+
+
+@jax.custom_jvp
+def sincos_turns(t: Array) -> tuple[Array, Array]:
+  """(sin 2 pi t, cos 2 pi t) from multiplies and adds: XLA's CPU sine and cosine run
+  element by element, about 6x slower than this, and made D's Fourier features the most
+  expensive part of a small MLP's training round. The whole turns are removed first (exact in
+  floating point), which is also more accurate than a sine of 2 pi t rounded to float32."""
+  r = t - jnp.round(t)  # |r| <= 1/2 turn
+  r2 = r * r
+  s, c = r * _polynomial(_SIN_PI, r2), _polynomial(_COS_PI, r2)  # sin and cos of pi r
+  return 2 * s * c, 1 - 2 * s * s
+
+
+@sincos_turns.defjvp
+def _sincos_turns_jvp(primals, tangents):
+  (t,), (dt,) = primals, tangents
+  s, c = sincos_turns(t)  # written with itself, so every higher derivative is exact too
+  w = (2 * np.pi) * dt
+  return (s, c), (c * w, -s * w)
+
+
 class MLPDiscriminator(nn.Module):
   """x [B, D] (or images [B, H, W, C], flattened) -> logits [B] (float32): `depth` hidden
   layers, optional spectral norm on all layers.
@@ -185,8 +218,8 @@ class MLPDiscriminator(nn.Module):
     # A fixed matrix, part of the model's definition (the same for every seed and run).
     freqs = np.random.RandomState(0).normal(0.0, self.fourier_scale, (x.shape[1], self.fourier))
     amplitude = jnp.asarray(1.0 / (2 * np.pi * np.linalg.norm(freqs, axis=0)), self.dtype)
-    phase = 2 * np.pi * (x @ jnp.asarray(freqs, self.dtype))
-    return jnp.concatenate([x, amplitude * jnp.sin(phase), amplitude * jnp.cos(phase)], -1)
+    sin, cos = sincos_turns(x @ jnp.asarray(freqs, self.dtype))
+    return jnp.concatenate([x, amplitude * sin, amplitude * cos], -1)
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:

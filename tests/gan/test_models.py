@@ -271,6 +271,21 @@ def test_fourier_features_match_numpy_and_are_no_steeper_than_x():
     models.MLPDiscriminator(fourier=4).init(KEY, jnp.zeros((1, 4, 4, 1)))
 
 
+def test_sincos_turns_and_its_derivatives_match_numpy_far_from_zero():
+  t = np.random.RandomState(3).normal(0.0, 40.0, (64, 8)).astype(np.float32)
+  angle = 2 * np.pi * t.astype(np.float64)
+  sin, cos = models.sincos_turns(jnp.asarray(t))
+  np.testing.assert_allclose(sin, np.sin(angle), atol=1e-6)
+  np.testing.assert_allclose(cos, np.cos(angle), atol=1e-6)
+  # First and second derivatives (R1 differentiates D's gradient), through the custom rule.
+  d_sin = jax.grad(lambda u: models.sincos_turns(u)[0].sum())
+  d_cos = jax.grad(lambda u: models.sincos_turns(u)[1].sum())
+  np.testing.assert_allclose(d_sin(jnp.asarray(t)), 2 * np.pi * np.cos(angle), atol=2e-5)
+  np.testing.assert_allclose(d_cos(jnp.asarray(t)), -2 * np.pi * np.sin(angle), atol=2e-5)
+  dd_sin = jax.grad(lambda u: d_sin(u).sum())(jnp.asarray(t))
+  np.testing.assert_allclose(dd_sin, -(2 * np.pi) ** 2 * np.sin(angle), atol=2e-4)
+
+
 def test_create_models_reads_fourier_keys_and_defaults_them_for_older_configs():
   _, disc = models.create_models(_cfg(name='mlp', d_fourier=8, d_fourier_scale=2.0), (2,))
   assert (disc.fourier, disc.fourier_scale) == (8, 2.0)
