@@ -1,6 +1,6 @@
 """Live speed of the lab, measured by driving the real page in headless Chromium.
 
-  python benchmarks/lab_speed.py [--seconds=15] [--rounds_per_frame=20,50]
+  python benchmarks/lab_speed.py [--seconds=15] [--rounds_per_frame=50,100] [--screenshot=PNG]
       [--config=gan/configs/toy2d.py:ring] [--config.model.depth=1 ...]
 
 Starts `python -m launch.lab` on a free port, loads the page, presses play at each speed and
@@ -100,7 +100,8 @@ def measure_controls(tab, repeats: int = 5) -> dict:
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument('--seconds', type=float, default=15.0)
-  ap.add_argument('--rounds_per_frame', default='20,50')
+  ap.add_argument('--rounds_per_frame', default='50,100')
+  ap.add_argument('--screenshot', default='', help='PNG of the page after the play runs')
   args, lab_flags = ap.parse_known_args()
   proc, url = start_lab(lab_flags)
   try:
@@ -116,6 +117,8 @@ def main() -> None:
         print(f'{n:4d} rounds/frame: {r["rounds_per_sec"]:7.1f} rounds/s '
               f'(x{r["rounds_per_sec"] / TARGETS["rounds_per_sec"]:.2f} of 1000), '
               f'{r["frames_per_sec"]:5.1f} frames/s (x{r["frames_per_sec"] / 20:.2f} of 20)')
+      if args.screenshot:
+        tab.screenshot(path=args.screenshot)
       for kind, ms in measure_controls(tab).items():
         print(f'control {kind:5s}: {ms:7.1f} ms from click to effect on the page '
               f'(median of 5; x{ms / TARGETS["latency_ms"]:.2f} of 100 ms)')

@@ -52,7 +52,8 @@ class Lab:
     self.root = os.path.abspath(root)
     self.publish = publish
     self.commands: queue.Queue = queue.Queue()
-    self.playing, self.slowmo, self.rounds_per_frame = False, False, 20
+    # 50 rounds a frame: the default toy model's 1,000 rounds/s come at 20 frames/s.
+    self.playing, self.slowmo, self.rounds_per_frame = False, False, 50
     self._first_frame = False  # play was just pressed: draw after the first slice of rounds
     self.saved_round: int | None = None
     self.lock = threading.Lock()  # guards `snapshot`, read by the server for new tabs

@@ -104,11 +104,18 @@ class Session:
     hp, per_call = hyperparams(self.live), int(self.base.train.rounds_per_call)
     copy, _ = self.steps.train_chunk(copy, None, 1, hp)
     # The slices of train(stop=...): a power of two of rounds that takes about SLICE_SECONDS,
-    # in a scan of their own length (timed on a few rounds, then compiled).
+    # in a scan of their own length (timed on a few rounds, then compiled). A round's time is
+    # the difference between a call of n rounds and a call of one, so the call's own cost
+    # (the skipped slots of the long scan, the dispatch) is not counted n times: counted, it
+    # made small models' slices 4x too short and their calls' overhead a third of the time.
     n = min(per_call, 8)
-    t0 = time.perf_counter()
-    copy, _ = self.steps.train_chunk(copy, None, n, hp)
-    fit = SLICE_SECONDS / max((time.perf_counter() - t0) / n, 1e-6)
+    timed = []
+    for rounds in (1, n, 1, n):
+      t0 = time.perf_counter()
+      copy, _ = self.steps.train_chunk(copy, None, rounds, hp)
+      timed.append(time.perf_counter() - t0)
+    per_round = (min(timed[1], timed[3]) - min(timed[0], timed[2])) / max(n - 1, 1)
+    fit = SLICE_SECONDS / max(per_round, 1e-6)
     k = 1
     while 2 * k <= min(fit, per_call):
       k *= 2
