@@ -86,7 +86,7 @@ def test_the_lab_sets_d_fourier_features_as_a_new_session_and_reads_older_config
   layer sees x and 2 x 16 features; a config saved before the option opens without them."""
   from gan.lab.controller import Lab
   published = []
-  lab = Lab(tiny(), str(tmp_path / 'lab'), published.append)
+  lab = Lab(tiny('model.d_fourier=0'), str(tmp_path / 'lab'), published.append)
   assert lab.session.state['d']['params']['Linear_0']['kernel'].shape == (2, 8)
   lab._set('model.d_fourier', 16)
   assert lab.session.round == 0 and lab.session.base.model.d_fourier == 16
