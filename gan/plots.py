@@ -17,6 +17,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.writers import save_figure  # noqa: E402
@@ -96,6 +97,7 @@ def plot_losses(ax, history: list[dict]) -> None:
     if any(v is not None for v in vals):
       ax.plot(steps, vals, c=colour, label=key, lw=1)
   ax.set_xlabel('round')
+  ax.xaxis.set_major_locator(MaxNLocator(4))  # 40,000 rounds' labels overlapped at 9 ticks
   ax.set_title('losses')
   ax.legend(fontsize=7)
 
