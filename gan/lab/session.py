@@ -107,7 +107,7 @@ class Session:
     # in a scan of their own length (timed on a few rounds, then compiled). A round's time is
     # the difference between a call of n rounds and a call of one, so the call's own cost
     # (the skipped slots of the long scan, the dispatch) is not counted n times: counted, it
-    # made small models' slices 4x too short and their calls' overhead a third of the time.
+    # made small models' slices half as long (8 rounds, not 16) and their calls' overhead a quarter.
     n = min(per_call, 8)
     timed = []
     for rounds in (1, n, 1, n):
