@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from common import distributed, sharding
+from common.kernels.xla_cpu import jit_for
 from common.diskspace import writing
 from common.errors import UserError
 from transfer import heads, preprocess
@@ -34,9 +35,10 @@ def forward_fn(model: Any, style: str, mesh: Mesh | None = None):
   def forward(variables, images):
     logits, stages = model.apply(variables, preprocess(images, style), capture_stages=True)
     return logits, stages['pool']
+  jit = jit_for(model)
   if mesh is None:
-    return jax.jit(forward)
-  return jax.jit(forward, out_shardings=sharding.replicated(mesh))
+    return jit(forward)
+  return jit(forward, out_shardings=sharding.replicated(mesh))
 
 
 def sharded_forward(model: Any, style: str, mesh: Mesh):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common.kernels.xla_cpu import jit_for
 from transfer import preprocess
 from transfer.preprocessing import resize_center_crop
 
@@ -39,7 +40,7 @@ def statistics_fn(model: Any, style: str) -> Callable[[dict, np.ndarray], Any]:
     low, high = updated(variables, x, 0.0), updated(variables, x, 1.0)
     return jax.tree.map(lambda a, c: a / (1.0 - (c - a)), low, high)
 
-  return jax.jit(stats)
+  return jit_for(model)(stats)
 
 
 def estimate(fn: Callable[[dict, np.ndarray], Any], variables: dict, source, batch_size: int,

@@ -21,6 +21,7 @@ from flax import traverse_util
 from jax.sharding import Mesh
 
 from common import sharding
+from common.kernels.xla_cpu import jit_for
 from transfer import augment as augment_lib
 from transfer import freeze, heads, models, preprocess
 from transfer.preprocessing import random_resized_crop_flip
@@ -211,7 +212,7 @@ def phase_fns(spec: StepSpec) -> PhaseFns:
 
   # With a mesh, the new state and the metrics come back replicated over it.
   out = {} if spec.mesh is None else {'out_shardings': sharding.replicated(spec.mesh)}
-  return PhaseFns(tx, labels, jax.jit(chunk, donate_argnums=0, **out))
+  return PhaseFns(tx, labels, jit_for(spec.model)(chunk, donate_argnums=0, **out))
 
 
 @functools.lru_cache(maxsize=1)

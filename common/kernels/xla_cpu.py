@@ -3,8 +3,9 @@
 By default XLA:CPU hands dots to the YNNPACK library (`xla_cpu_experimental_ynn_fusion_type`).
 Whether that pays depends on the program, so each jitted function that is measurably faster
 without it says so by using this wrapper (model steps: through `jit_for`). Faster without it:
-the toy 2D GANs' MLP rounds and the InceptionV3 FID features; faster with it, so kept on the
-library: the ResNet-50 fine-tuning step and the DCGAN rounds (figures in docs/performance.md).
+the toy 2D GANs' MLP rounds, the InceptionV3 FID features and the InceptionV3 transfer
+backbone; faster with it, so kept on the library: the ResNet-50 fine-tuning step and the DCGAN
+rounds (figures in docs/performance.md).
 
 The option is set per compiled function (`compiler_options`), not process-wide through
 `XLA_FLAGS`, so a process that also runs the other kind of code keeps the library there. It is

@@ -70,6 +70,27 @@ def test_preprocessing_styles_of_the_sources():
   assert models.preprocess_style('inception_v3', 'torchvision') == 'torchvision'
 
 
+def test_inception_compiles_with_xla_kernels_and_agrees_with_plain_jit():
+  """InceptionV3 declares XLA:CPU's own kernels (faster there); ResNets and VGGs keep jax.jit.
+  The forward the runs use (features.forward_fn) matches a plain jax.jit of the same model."""
+  from common.kernels import xla_cpu  # pylint: disable=g-import-not-at-top
+  from transfer import features  # pylint: disable=g-import-not-at-top
+  model = create_model('inception_v3', 5)
+  assert xla_cpu.jit_for(model) is xla_cpu.jit_xla_kernels
+  for arch in ('resnet18', 'vgg16'):
+    assert xla_cpu.jit_for(create_model(arch, 5)) is jax.jit
+  variables = model.init(jax.random.key(0), np.zeros((1, 75, 75, 3), np.float32))
+  images = np.random.default_rng(0).integers(0, 256, (2, 80, 77, 3), np.uint8)
+  logits, pooled = features.forward_fn(model, 'torchvision')(variables, images)
+  ref_logits, ref_stages = jax.jit(lambda v, x: model.apply(
+      v, features.preprocess(x, 'torchvision'), capture_stages=True))(variables, images)
+  scale = float(np.max(np.abs(ref_logits)))
+  assert scale > 0
+  np.testing.assert_allclose(logits, ref_logits, atol=1e-5 * scale, rtol=0)
+  np.testing.assert_allclose(pooled, ref_stages['pool'], atol=1e-5 * float(
+      np.max(np.abs(ref_stages['pool']))), rtol=0)
+
+
 def test_inception_refuses_small_images():
   model = create_model('inception_v3', 3)
   with pytest.raises(UserError, match='at least 75x75 px, got 74x80'):
