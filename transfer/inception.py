@@ -125,7 +125,7 @@ class InceptionV3(nn.Module):
   head_dropout: float = 0.0
   transform_input: bool = True  # torchvision style only
   # Compiled without XLA:CPU's dot library (`common.kernels.xla_cpu.jit_for`, read by the
-  # forward, statistics and step functions): on 2 cores, batch 8 at 299 px, inference 8.9 ->
+  # forward, statistics and step functions): on 2 cores, batch 8 at 299 px, inference 8.7 ->
   # 15.5 images/s and a last-block fine-tuning step 0.96 -> 0.62 s (docs/performance.md).
   xla_cpu_kernels: ClassVar[bool] = True
 
