@@ -19,9 +19,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from common import distributed, sharding
-from common.kernels.xla_cpu import jit_for
 from common.diskspace import writing
 from common.errors import UserError
+from common.kernels.xla_cpu import jit_for
 from transfer import heads, preprocess
 
 
@@ -35,10 +35,8 @@ def forward_fn(model: Any, style: str, mesh: Mesh | None = None):
   def forward(variables, images):
     logits, stages = model.apply(variables, preprocess(images, style), capture_stages=True)
     return logits, stages['pool']
-  jit = jit_for(model)
-  if mesh is None:
-    return jit(forward)
-  return jit(forward, out_shardings=sharding.replicated(mesh))
+  out = {} if mesh is None else {'out_shardings': sharding.replicated(mesh)}
+  return jit_for(model)(forward, **out)
 
 
 def sharded_forward(model: Any, style: str, mesh: Mesh):
