@@ -16,6 +16,10 @@ For each arch (`--archs`, default vgg16,inception_v3), printed with its ratio:
 3. with `--rss`, the peak RSS of fine-tuning VGG16 at 224 px, batch 32, in a fresh process
    (target < 8 GB).
 
+Under each speed figure, the work it did (XLA's FLOP count of the JAX program; torch runs the
+same network) over each side's time in GFLOP/s, to hold against the best rate of a float32
+2048^2 matmul on each side, timed first: how close to the machine's rate both sides run.
+
 Both sides run torchvision's network with its own classifier (common/torch_reference/, random
 weights converted by `transfer.convert.from_torchvision`, outputs checked before timing) on the
 same threads; dropout is active in both classifiers during the steps. Timed calls alternate
@@ -41,6 +45,7 @@ sys.path.insert(0, REPO)
 
 from benchmarks import resnet_speed as rs  # noqa: E402  (shared timing helpers)
 
+MATMUL_N = 2048  # the matmul whose best rate puts the networks' GFLOP/s in proportion
 SIZES = {'vgg16': 224, 'vgg19': 224, 'vgg16_bn': 224, 'vgg19_bn': 224, 'inception_v3': 299}
 
 
@@ -138,6 +143,7 @@ def bench_arch(arch: str, args, jax, np, torch, peer, device) -> None:
         f'compile {compile_s:.1f} s)')
   print(f'   flax {b / tj:8.2f} images/s   torch {b / tt:8.2f} images/s   '
         f'flax/torch {tt / tj:.2f}x')
+  _print_rates(peer.xla_flops(forward.lower(variables, images).compile()), 'a batch', tj, tt)
 
   fns = steps.phase_fns(_spec(model, arch, s, args.trainable))
   state = rs._jax_state(fns, variables)
@@ -146,12 +152,22 @@ def bench_arch(arch: str, args, jax, np, torch, peer, device) -> None:
   what = ('training every layer, BatchNorm in training mode' if args.trainable == 'all' else
           'fine-tuning the last block + head, BatchNorm frozen')
   print(f'{arch} 2. {what}, batch {tb} at {s} px')
+  one = jax.device_put(rs._random_batches(rng, 1, tb, s, args.num_classes))
+  step_flops = peer.xla_flops(fns.chunk.lower(state, one, rs._hparams(1e-2, 100)).compile())
   for k in sorted({1, args.steps_per_call}):
     run_args = argparse.Namespace(**{**vars(args), 'image_size': s})
     state, (tj, tt, compile_s) = rs._time_steps(fns, state, net, opt, k, tb, run_args, rng,
                                                 torch, device, peer)
     print(f'   {k} step(s) per call, jax compile {compile_s:.1f} s: flax {tj:7.3f} s/step   '
           f'torch {tt:7.3f} s/step   flax/torch speed {tt / tj:.2f}x')
+    _print_rates(step_flops, 'a step', tj, tt)
+
+
+def _print_rates(flops: float, per: str, tj: float, tt: float) -> None:
+  """Both sides' rates on the same work: XLA's FLOP count of the JAX program over each side's
+  seconds (the networks compute the same thing), to hold against the matmul rates above."""
+  print(f'     {flops / 1e9:.1f} GFLOP {per} (XLA count): flax {flops / tj / 1e9:.0f} GFLOP/s, '
+        f'torch {flops / tt / 1e9:.0f} GFLOP/s')
 
 
 def rss_child(arch: str, args) -> None:
@@ -187,6 +203,9 @@ def main() -> None:
   peer.match_precision(torch, device, full=False)
   print(f'{peer.describe(jax, torch, device)}; {args.threads} CPU threads each, '
         f'{os.cpu_count()} cores')
+  print(f'float32 matmul at its best ({MATMUL_N}^2): jax '
+        f'{peer.jax_matmul_gflops(jax, MATMUL_N, 2.0):.0f} GFLOP/s, torch '
+        f'{peer.torch_matmul_gflops(torch, device, MATMUL_N, 2.0):.0f} GFLOP/s')
   for arch in args.archs.split(','):
     bench_arch(arch, args, jax, np, torch, peer, device)
   if args.rss:

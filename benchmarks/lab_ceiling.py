@@ -14,10 +14,10 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import peer  # noqa: E402
 from common.config import load_config  # noqa: E402
 from gan.lab.session import Session, lab_config  # noqa: E402
 from gan.steps import hyperparams  # noqa: E402
@@ -31,23 +31,7 @@ def round_flops(config) -> float:
   session = Session(base, os.devnull)
   steps, state = session.steps, session.state
   draws = steps.round_draws(state['rng'], state['step'], True)
-  compiled = jax.jit(steps.round).lower(state, None, draws, hyperparams(base)).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost['flops'])
-
-
-def matmul_gflops(n: int = 1024, seconds: float = 3.0) -> float:
-  """The best float32 matmul rate of a few seconds of [n, n] @ [n, n] (all cores)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  f = jax.jit(lambda x: x @ x)
-  f(a).block_until_ready()
-  best, t_end = 0.0, time.perf_counter() + seconds
-  while time.perf_counter() < t_end:
-    t0 = time.perf_counter()
-    f(a).block_until_ready()
-    best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
-  return best
+  return peer.xla_flops(jax.jit(steps.round).lower(state, None, draws, hyperparams(base)).compile())
 
 
 def training_rounds_per_sec(config, rounds: int = 500) -> float:
@@ -74,7 +58,7 @@ def main() -> None:
     with_r1 = config.copy_and_resolve_references()
     with_r1.loss.r1_every = 1
     flops = (flops * (every - 1) + round_flops(with_r1)) / every
-  peak = matmul_gflops()
+  peak = peer.jax_matmul_gflops(jax)
   reached = training_rounds_per_sec(config)
   m, t = config.model, config.train
   print(f'{args.config} {" ".join(overrides)}: MLPs {m.depth} x {m.hidden}, batch '

@@ -6,6 +6,8 @@ calls end with `sync`, since CUDA kernels return before they finish, as JAX's
 """
 from __future__ import annotations
 
+import time
+
 
 def torch_device(jax, torch) -> str:
   """'cuda' when JAX's default backend is a GPU and torch can use one, else 'cpu'."""
@@ -37,3 +39,38 @@ def describe(jax, torch, device: str) -> str:
   name = torch.cuda.get_device_name() if device == 'cuda' else 'cpu'
   return (f'jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), '
           f'torch {torch.__version__} on {name}')
+
+
+def xla_flops(compiled) -> float:
+  """The floating-point operations XLA counts in a compiled function (`.lower(...).compile()`)."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost['flops'])
+
+
+def _best_rate(fn, flops: float, seconds: float) -> float:
+  """GFLOP/s of the fastest of the calls of `fn` (which waits for its work) in `seconds`."""
+  fn()
+  best, t_end = 0.0, time.perf_counter() + seconds
+  while time.perf_counter() < t_end:
+    t0 = time.perf_counter()
+    fn()
+    best = max(best, flops / (time.perf_counter() - t0) / 1e9)
+  return best
+
+
+def jax_matmul_gflops(jax, n: int = 1024, seconds: float = 3.0) -> float:
+  """JAX's best float32 [n, n] @ [n, n] rate over a few seconds, in GFLOP/s."""
+  a = jax.random.normal(jax.random.key(0), (n, n), 'float32')
+  f = jax.jit(lambda x: x @ x)
+  return _best_rate(lambda: f(a).block_until_ready(), 2.0 * n ** 3, seconds)
+
+
+def torch_matmul_gflops(torch, device: str, n: int = 1024, seconds: float = 3.0) -> float:
+  """torch's best float32 [n, n] @ [n, n] rate on `device` over a few seconds, in GFLOP/s."""
+  a = torch.randn(n, n, device=device)
+
+  def call():
+    a @ a
+    sync(torch, device)
+  return _best_rate(call, 2.0 * n ** 3, seconds)
