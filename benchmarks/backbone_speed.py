@@ -137,12 +137,14 @@ def bench_arch(arch: str, args, jax, np, torch, peer, device) -> None:
       net(rs._torch_input(images, torch, device), stages=False)
     peer.sync(torch, device)
 
+  calls = {}
   tj, tt = rs._time_pair(lambda: jax.block_until_ready(forward(variables, images)),
-                         torch_infer, args.iters, args.warmup)
+                         torch_infer, args.iters, args.warmup, calls)
   print(f'\n{arch} 1. inference, batch {b} at {s} px (logits max rel diff {rel:.1e}; jax '
         f'compile {compile_s:.1f} s)')
   print(f'   flax {b / tj:8.2f} images/s   torch {b / tt:8.2f} images/s   '
         f'flax/torch {tt / tj:.2f}x')
+  _print_spread(calls, 1, 's a batch')
   _print_rates(peer.xla_flops(forward.lower(variables, images).compile()), 'a batch', tj, tt)
 
   fns = steps.phase_fns(_spec(model, arch, s, args.trainable))
@@ -157,10 +159,19 @@ def bench_arch(arch: str, args, jax, np, torch, peer, device) -> None:
   for k in sorted({1, args.steps_per_call}):
     run_args = argparse.Namespace(**{**vars(args), 'image_size': s})
     state, (tj, tt, compile_s) = rs._time_steps(fns, state, net, opt, k, tb, run_args, rng,
-                                                torch, device, peer)
+                                                torch, device, peer, calls)
     print(f'   {k} step(s) per call, jax compile {compile_s:.1f} s: flax {tj:7.3f} s/step   '
           f'torch {tt:7.3f} s/step   flax/torch speed {tt / tj:.2f}x')
+    _print_spread(calls, k, 's/step')
     _print_rates(step_flops, 'a step', tj, tt)
+
+
+def _print_spread(calls: dict, k: int, unit: str) -> None:
+  """The fastest and slowest timed call of each side (per step: over `k`), the spread behind
+  each median: where the ranges overlap, the ratio is within this machine's noise."""
+  j, t = ([x / k for x in calls[side]] for side in ('jax', 'torch'))
+  print(f'     {len(j)} timed calls, {unit}: flax {min(j):.3f}-{max(j):.3f}, '
+        f'torch {min(t):.3f}-{max(t):.3f}')
 
 
 def _print_rates(flops: float, per: str, tj: float, tt: float) -> None:

@@ -151,12 +151,13 @@ def rss_child(args) -> None:
   print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
-def _time_pair(jax_fn, torch_fn, iters: int, warmup: int) -> tuple[float, float]:
+def _time_pair(jax_fn, torch_fn, iters: int, warmup: int, samples: dict | None = None
+               ) -> tuple[float, float]:
   """Median seconds per call of each, alternating calls, after `warmup` untimed calls of each.
 
   The first calls after compiling run slower on both sides (fresh memory pages, allocator
   caches), so they are left out; the median keeps one call slowed by a neighbour's load from
-  setting the figure."""
+  setting the figure. `samples`, when given, receives each side's timed calls ('jax', 'torch')."""
   for _ in range(warmup):
     jax_fn()
     torch_fn()
@@ -168,10 +169,13 @@ def _time_pair(jax_fn, torch_fn, iters: int, warmup: int) -> tuple[float, float]
     t0 = time.perf_counter()
     torch_fn()
     tt.append(time.perf_counter() - t0)
+  if samples is not None:
+    samples.update(jax=tj, torch=tt)
   return statistics.median(tj), statistics.median(tt)
 
 
-def _time_steps(fns, state, net, opt, k: int, tb: int, args, rng, torch, device, peer):
+def _time_steps(fns, state, net, opt, k: int, tb: int, args, rng, torch, device, peer,
+                samples: dict | None = None):
   """Seconds per fine-tuning step of each side, `k` steps (k different batches) per timed call:
   one jitted `chunk` call on the JAX side, a loop of k steps on the torch side."""
   import jax
@@ -200,7 +204,7 @@ def _time_steps(fns, state, net, opt, k: int, tb: int, args, rng, torch, device,
     state, metrics = fns.chunk(state, batches, hp)
     jax.block_until_ready(metrics)
 
-  tj, tt = _time_pair(jax_steps, torch_steps, args.iters, args.warmup)
+  tj, tt = _time_pair(jax_steps, torch_steps, args.iters, args.warmup, samples)
   return state, (tj / k, tt / k, compile_s)
 
 
