@@ -280,9 +280,9 @@ def main() -> None:
   # 3. Feature-extraction epochs: cached features vs recomputing the backbone.
   hs, n = args.head_image_size, args.head_images
   hb = min(32, n)
-  steps = n // hb
-  head_images = rng.integers(0, 256, (steps, hb, hs, hs, 3), np.uint8)
-  head_labels = rng.integers(0, args.num_classes, (steps, hb), np.int32)
+  n_batches = n // hb
+  head_images = rng.integers(0, 256, (n_batches, hb, hs, hs, 3), np.uint8)
+  head_labels = rng.integers(0, args.num_classes, (n_batches, hb), np.int32)
   fe_images = steps.phase_fns(_fine_tune_spec(model, hs, mode='feature_extraction'))
   fe_cached = steps.phase_fns(_fine_tune_spec(model, hs, cached=True,
                                               mode='feature_extraction'))
@@ -291,9 +291,9 @@ def main() -> None:
   t0 = time.perf_counter()
   feats = np.concatenate([np.asarray(forward(variables, x)[1]) for x in head_images])
   extract_s = time.perf_counter() - t0  # includes compiling the forward at this size
-  feat_batches = {'feature': feats.reshape(steps, hb, -1), 'label': head_labels}
+  feat_batches = {'feature': feats.reshape(n_batches, hb, -1), 'label': head_labels}
   img_batches = {'image': head_images, 'label': head_labels}
-  hp = _hparams(1e-2, steps * args.head_epochs)
+  hp = _hparams(1e-2, n_batches * args.head_epochs)
   # Warm-up calls compile both (one epoch per call).
   st_img, m = fe_images.chunk(st_img, img_batches, hp)
   st_feat, m2 = fe_cached.chunk(st_feat, feat_batches, hp)
@@ -309,7 +309,7 @@ def main() -> None:
     st_img, m = fe_images.chunk(st_img, img_batches, hp)
   jax.block_until_ready(m)
   image_epoch = (time.perf_counter() - t0) / image_epochs
-  print(f'\n3. feature-extraction training, {steps * hb} images at {hs} px, batch {hb} '
+  print(f'\n3. feature-extraction training, {n_batches * hb} images at {hs} px, batch {hb} '
         f'(one-off feature extraction {extract_s:.1f} s incl. compile)')
   print(f'   cached features {1e3 * cached_epoch:8.2f} ms/epoch   backbone every epoch '
         f'{1e3 * image_epoch:9.1f} ms/epoch   cached speed-up {image_epoch / cached_epoch:.0f}x '
