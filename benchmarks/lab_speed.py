@@ -27,7 +27,10 @@ TARGETS = {'rounds_per_sec': 1000.0, 'frames_per_sec': 20.0, 'latency_ms': 100.0
 # Click `sel`, then wait (per animation frame) until the page shows the effect; ms elapsed.
 TIME_CONTROL = '''async ([sel, kind, arg]) => {
   const lab = window.lab;
-  const round = lab.stats.drawnRound, drawn = lab.stats.framesDrawn;
+  // The last frame received, drawn or not: the frame of a play's last rounds can arrive just
+  // before the page shows the pause and be drawn after it; counting from the last one drawn,
+  // a D step would then look for a round number that never comes.
+  const round = lab.stats.lastRound, drawn = lab.stats.framesDrawn;
   const done = {
     play: () => lab.stats.framesDrawn > drawn && lab.stats.drawnRound > round,
     pause: () => lab.state && !lab.state.playing &&
