@@ -41,6 +41,9 @@ def main():
   p.add_argument('--override', action='append', default=None,
                  help='config override key=value (repeatable); default: both sizes')
   a = p.parse_args()
+  if a.fused < 1 or a.rounds < a.fused:
+    p.error(f'--rounds ({a.rounds}) must be at least --fused ({a.fused}), which must be >= 1: '
+            'the fused loop times whole calls of --fused rounds')
   sizes = [a.override] if a.override else [[], ['model.hidden=16', 'model.depth=1', 'data.batch_size=64']]
   for overrides in sizes:
     measure(a, overrides)
