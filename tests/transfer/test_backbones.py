@@ -70,16 +70,21 @@ def test_preprocessing_styles_of_the_sources():
   assert models.preprocess_style('inception_v3', 'torchvision') == 'torchvision'
 
 
-def test_inception_compiles_with_xla_kernels_and_agrees_with_plain_jit():
-  """InceptionV3 declares XLA:CPU's own kernels (faster there); ResNets and VGGs keep jax.jit.
-  The forward the runs use (features.forward_fn) matches a plain jax.jit of the same model."""
+def test_inception_compiles_with_xla_kernels_resnets_and_vggs_with_plain_jit():
+  """InceptionV3 declares XLA:CPU's own kernels (faster there); ResNets and VGGs keep jax.jit."""
   from common.kernels import xla_cpu  # pylint: disable=g-import-not-at-top
-  from transfer import features  # pylint: disable=g-import-not-at-top
-  model = create_model('inception_v3', 5)
-  assert xla_cpu.jit_for(model) is xla_cpu.jit_xla_kernels
+  assert xla_cpu.jit_for(create_model('inception_v3', 5)) is xla_cpu.jit_xla_kernels
   for arch in ('resnet18', 'vgg16'):
     assert xla_cpu.jit_for(create_model(arch, 5)) is jax.jit
-  variables = model.init(jax.random.key(0), np.zeros((1, 75, 75, 3), np.float32))
+
+
+@pytest.mark.slow
+def test_inception_forward_with_xla_kernels_agrees_with_plain_jit():
+  """The forward the runs use (features.forward_fn, XLA:CPU's own kernels) matches a plain
+  jax.jit of the same model."""
+  from transfer import features  # pylint: disable=g-import-not-at-top
+  model = create_model('inception_v3', 5)
+  variables = jax.jit(model.init)(jax.random.key(0), np.zeros((1, 75, 75, 3), np.float32))
   images = np.random.default_rng(0).integers(0, 256, (2, 80, 77, 3), np.uint8)
   logits, pooled = features.forward_fn(model, 'torchvision')(variables, images)
   ref_logits, ref_stages = jax.jit(lambda v, x: model.apply(
