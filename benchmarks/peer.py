@@ -35,10 +35,27 @@ def match_precision(torch, device: str, full: bool) -> None:
 
 
 def describe(jax, torch, device: str) -> str:
-  """One line naming both sides' devices."""
+  """One line naming both sides' devices and the host's free memory (`memory_state`)."""
   name = torch.cuda.get_device_name() if device == 'cuda' else 'cpu'
-  return (f'jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), '
+  line = (f'jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), '
           f'torch {torch.__version__} on {name}')
+  memory = memory_state()
+  return f'{line} ({memory})' if memory else line
+
+
+def memory_state(path: str = '/proc/meminfo') -> str:
+  """The host's free memory and page cache (Linux; '' elsewhere). On the CPU, XLA maps each
+  call's scratch buffer afresh: with the page cache filling memory, every page of it is
+  reclaimed first, and a call that needs hundreds of MB slows (docs/performance.md)."""
+  try:
+    with open(path) as f:
+      kib = {k: int(v.split()[0]) for k, v in (line.split(':', 1) for line in f if ':' in line)}
+    total, free, cache = kib['MemTotal'], kib['MemFree'], kib['Cached'] + kib.get('Buffers', 0)
+  except (OSError, KeyError, ValueError, IndexError):
+    return ''
+  gib = 1024.0 ** 2
+  return (f'host memory: {free / gib:.1f} GiB free, {cache / gib:.1f} GiB page cache, '
+          f'of {total / gib:.1f} GiB')
 
 
 def xla_flops(compiled) -> float:

@@ -73,3 +73,16 @@ def test_scan_fusion_refuses_fewer_rounds_than_one_fused_call():
   assert out.returncode == 2
   assert '--rounds (20) must be at least --fused (100)' in out.stderr
   assert 'Traceback' not in out.stderr
+
+
+def test_memory_line_reads_free_memory_and_page_cache(tmp_path):
+  from benchmarks import peer
+  meminfo = tmp_path / 'meminfo'
+  meminfo.write_text('MemTotal:       24641536 kB\nMemFree:         2097152 kB\n'
+                     'MemAvailable:   23068672 kB\nBuffers:           1048576 kB\n'
+                     'Cached:         19922944 kB\nSwapCached:            0 kB\n')
+  assert peer.memory_state(str(meminfo)) == (
+      'host memory: 2.0 GiB free, 20.0 GiB page cache, of 23.5 GiB')
+  meminfo.write_text('MemTotal: 1 kB\n')  # fields missing: no line rather than an error
+  assert peer.memory_state(str(meminfo)) == ''
+  assert peer.memory_state(str(tmp_path / 'absent')) == ''
