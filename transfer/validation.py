@@ -117,7 +117,8 @@ def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
                 crop_scale=p.crop_scale)
   c.model.update(weights='', include_top=False)
   c.freeze.rules = ()
-  c.optim.update(lr=p.lr, weight_decay=p.weight_decay, warmup_steps=0)
+  c.optim.update(name=p.optimizer or c.optim.name, lr=p.lr, weight_decay=p.weight_decay,
+                 warmup_steps=0)
   c.train.update(epochs=p.epochs, eval_every=0, checkpoint=True, checkpoint_every=0,
                  keep_checkpoints=1)
   c.features.dir = ''
@@ -145,6 +146,9 @@ def _check_numbers(config: ml_collections.ConfigDict) -> None:
   checks.number(config, 'pretrain.train_per_class', 0, integer=True, hint='0 keeps them all')
   checks.number(config, 'pretrain.test_fraction', 0, 1, hi_open=True)
   checks.number(config, 'pretrain.crop_scale', 0, 1, lo_open=True)
+  if config.pretrain.optimizer not in ('',) + optim_lib.OPTIMIZERS:
+    raise UserError(f'unknown pretrain.optimizer {config.pretrain.optimizer!r}; choose one of: '
+                    f"{', '.join(optim_lib.OPTIMIZERS)}, or '' for optim.name's")
   parse_classes(config.pretrain.classes)
 
 

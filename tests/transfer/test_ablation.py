@@ -82,6 +82,26 @@ def test_per_arch_settings_reach_only_their_arch():
   assert inc.ablation.per_arch == () and c.ablation.per_arch[0][0] == 'inception_v3'
 
 
+def test_pretrain_optimizer_changes_only_the_source_run():
+  from transfer.validation import pretrain_config
+  c = _backbones((('vgg16', 'pretrain.optimizer', 'sgd'), ('vgg16', 'pretrain.lr', 1e-2)))
+  ablation.validate(c)
+  vgg, res = (ablation.arch_config(c, a, 'w') for a in ('vgg16', 'resnet18'))
+  assert (vgg.optim.name, vgg.optim.lr) == ('adamw', 3e-4)  # the target runs keep theirs
+  assert (pretrain_config(vgg).optim.name, pretrain_config(vgg).optim.lr) == ('sgd', 1e-2)
+  assert pretrain_config(res).optim.name == 'adamw'  # '' is optim.name's
+  res.optim.name = 'sgd'
+  assert pretrain_config(res).optim.name == 'sgd'
+
+
+def test_unknown_pretrain_optimizer_is_named():
+  from common.errors import UserError
+  c = _backbones((('vgg16', 'pretrain.optimizer', 'rmsprop'),))
+  with pytest.raises(UserError, match="unknown pretrain.optimizer 'rmsprop'; choose one of: "
+                                      "adam, adamw, sgd, or '' for optim.name's"):
+    ablation.validate(c)
+
+
 @pytest.mark.parametrize('entry, message', [
     (('vgg19', 'pretrain.lr', 1e-3), "names 'vgg19', which is not in ablation.archs"),
     (('vgg16', 'pretrain.lrr', 1e-3), "the config has no key 'pretrain.lrr'"),

@@ -94,6 +94,7 @@ HELP = {
     'pretrain.augment': 'source model: random crops',
     'pretrain.crop_scale': 'source model: smallest crop area fraction',
     'pretrain.weight_decay': 'source model: weight decay',
+    'pretrain.optimizer': "source model: adam, adamw or sgd ('': optim.name)",
     'ablation.modes': 'non-empty: run every mode x seed and write a results table',
     'ablation.seeds': 'ablation: seeds per mode (seed, seed+1, ...)',
     'ablation.linear_probe': 'ablation: add a scikit-learn linear probe on frozen features',
@@ -132,7 +133,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.guard = dict(max_abs_loss=1e5)
   c.features = dict(cache=True, dir='', steps_per_call=100)
   c.pretrain = dict(dir='', classes='0-4', epochs=15, batch_size=64, lr=2e-3, train_per_class=0,
-                    test_fraction=0.2, augment=False, crop_scale=0.5, weight_decay=1e-4)
+                    test_fraction=0.2, augment=False, crop_scale=0.5, weight_decay=1e-4,
+                    optimizer='')
   c.ablation = dict(modes=(), seeds=5, linear_probe=True, archs=(), per_arch=())
   return c
 
