@@ -279,3 +279,8 @@ def test_backbones_quick_compares_every_arch(tmp_path):
   meta = json.loads((tmp_path / 'pretrain' / 'inception_v3' / 'weights' / 'metadata.json')
                     .read_text())
   assert meta['image_size'] == 75
+  # The per-arch source recipes reached the source runs: VGG16's SGD, the others' AdamW.
+  optims = {arch: json.loads((tmp_path / 'pretrain' / arch / 'run' / 'config.json').read_text())
+            ['config']['optim'] for arch in ('resnet18', 'vgg16', 'vgg16_bn')}
+  assert (optims['vgg16']['name'], optims['vgg16']['weight_decay']) == ('sgd', 5e-3)
+  assert optims['resnet18']['name'] == optims['vgg16_bn']['name'] == 'adamw'
