@@ -79,17 +79,16 @@ def backbones_config(quick: bool = False):
   # ResNet-18 fine-tunes its backbone at 3x the new head's rate: in 15 steps the source's
   # features must move (over seeds 0-7 the gap to scratch went from -1.2 to +2.2).
   c.pretrain.update(epochs=20, lr=3e-4)
+  per_arch = (('resnet18', 'freeze.backbone_lr_mult', 3.0), ('inception_v3', 'pretrain.lr', 1e-3),
+              ('vgg16', 'pretrain.optimizer', 'sgd'), ('vgg16', 'pretrain.lr', 1e-2),
+              ('vgg16', 'pretrain.weight_decay', 5e-3))
+  if not quick:  # the quick variant's sources train for its 1 epoch
+    per_arch += (('vgg16', 'pretrain.epochs', 40),)
   c.ablation.update(archs=BACKBONES, modes=('scratch', 'feature_extraction', 'fine_tune'),
-                    seeds=3, per_arch=(('resnet18', 'freeze.backbone_lr_mult', 3.0),
-                                       ('inception_v3', 'pretrain.lr', 1e-3),
-                                       ('vgg16', 'pretrain.optimizer', 'sgd'),
-                                       ('vgg16', 'pretrain.lr', 1e-2),
-                                       ('vgg16', 'pretrain.weight_decay', 5e-3),
-                                       ('vgg16', 'pretrain.epochs', 40)))
+                    seeds=3, per_arch=per_arch)
   if quick:
     c.data.update(test_limit=50, eval_batch_size=50)
     c.train.update(epochs=1, head_epochs=2, log_every=1)
     c.pretrain.update(epochs=1, train_per_class=10, augment=False)
-    c.ablation.per_arch = tuple(e for e in c.ablation.per_arch if e[1] != 'pretrain.epochs')
     c.ablation.seeds = 1
   return c
